@@ -1,0 +1,135 @@
+"""Pure-Python envelope scanner: read ``op``, ``s`` and ``t`` without decoding ``d``.
+
+Twin of ``_scan_c.pyx`` (same function, same results, same errors). The scan stops as soon
+as the three keys are seen, so in Discord's key order (``t``, ``s``, ``op``, ``d``) the
+event body is never touched. It is a peek, not a validator: a payload that is kept is
+decoded in full afterwards, and that decode reports any damage behind the keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ._errors import ScanError
+
+__all__ = ["scan", "ScanError"]
+
+_WS = re.compile(rb"[ \t\n\r]*")
+_KEY = re.compile(rb'"((?:[^"\\]|\\.)*)"[ \t\n\r]*:[ \t\n\r]*', re.DOTALL)
+_STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
+_INT = re.compile(rb"-?[0-9]+")
+_SCALAR = re.compile(rb"[^,}\] \t\n\r]+")
+_STRUCT = re.compile(rb'["{}\[\]]')
+
+
+def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
+    """Return ``(op, s, t)`` of the gateway payload ``data`` (UTF-8 JSON bytes).
+
+    Keys may come in any order and may be missing (``None``). Raises :class:`ScanError`
+    when the text is not a JSON object or when ``op``/``s``/``t`` have the wrong type.
+    """
+    n = len(data)
+    pos = _WS.match(data, 0).end()  # type: ignore[union-attr]
+    if pos >= n or data[pos] != 0x7B:  # "{"
+        raise ScanError("payload is not a JSON object", pos)
+    pos = _WS.match(data, pos + 1).end()  # type: ignore[union-attr]
+    op: int | None = None
+    seq: int | None = None
+    name: str | None = None
+    seen = 0
+    if pos < n and data[pos] == 0x7D:  # "}"
+        return op, seq, name
+    while True:
+        m = _KEY.match(data, pos)
+        if m is None:
+            raise ScanError("expected an object key", pos)
+        key = m.group(1)
+        pos = m.end()
+        if key == b"op":
+            op, pos = _int_or_null(data, pos)
+            seen |= 1
+        elif key == b"s":
+            seq, pos = _int_or_null(data, pos)
+            seen |= 2
+        elif key == b"t":
+            name, pos = _str_or_null(data, pos)
+            seen |= 4
+        else:
+            pos = _skip_value(data, pos)
+        if seen == 7:
+            return op, seq, name
+        pos = _WS.match(data, pos).end()  # type: ignore[union-attr]
+        if pos >= n:
+            raise ScanError("unterminated object", pos)
+        c = data[pos]
+        if c == 0x2C:  # ","
+            pos = _WS.match(data, pos + 1).end()  # type: ignore[union-attr]
+        elif c == 0x7D:
+            return op, seq, name
+        else:
+            raise ScanError("expected ',' or '}'", pos)
+
+
+def _int_or_null(data: bytes, pos: int) -> tuple[int | None, int]:
+    if data.startswith(b"null", pos):
+        return None, pos + 4
+    m = _INT.match(data, pos)
+    if m is None:
+        raise ScanError("expected an integer or null", pos)
+    return int(m.group()), m.end()
+
+
+def _str_or_null(data: bytes, pos: int) -> tuple[str | None, int]:
+    if data.startswith(b"null", pos):
+        return None, pos + 4
+    if pos >= len(data) or data[pos] != 0x22:
+        raise ScanError("expected a string or null", pos)
+    m = _STRING_REST.match(data, pos + 1)
+    if m is None:
+        raise ScanError("unterminated string", pos)
+    raw = data[pos + 1 : m.end() - 1]
+    if b"\\" in raw:
+        try:
+            return json.loads(data[pos : m.end()]), m.end()
+        except ValueError:
+            raise ScanError("invalid string escape", pos) from None
+    try:
+        return raw.decode(), m.end()
+    except UnicodeDecodeError:
+        raise ScanError("invalid UTF-8 in string", pos) from None
+
+
+def _skip_value(data: bytes, pos: int) -> int:
+    n = len(data)
+    if pos >= n:
+        raise ScanError("expected a value", pos)
+    c = data[pos]
+    if c == 0x22:
+        m = _STRING_REST.match(data, pos + 1)
+        if m is None:
+            raise ScanError("unterminated string", pos)
+        return m.end()
+    if c == 0x7B or c == 0x5B:  # "{" or "["
+        start = pos
+        depth = 0
+        while True:
+            m = _STRUCT.search(data, pos)
+            if m is None:
+                raise ScanError("unterminated container", start)
+            pos = m.start()
+            c = data[pos]
+            if c == 0x22:
+                s = _STRING_REST.match(data, pos + 1)
+                if s is None:
+                    raise ScanError("unterminated string", pos)
+                pos = s.end()
+                continue
+            depth += 1 if c in (0x7B, 0x5B) else -1
+            pos += 1
+            if depth == 0:
+                return pos
+    m = _SCALAR.match(data, pos)
+    if m is None:
+        raise ScanError("expected a value", pos)
+    return m.end()

@@ -1,0 +1,115 @@
+"""Envelope scanner: the pure and Cython twins read op/s/t alike, and fail alike."""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import PAYLOADS, payload_names
+from gateway import _speedups
+from gateway._speedups import ScanError
+
+
+def expected(payload: Any) -> tuple[Any, Any, Any]:
+    return payload.get("op"), payload.get("s"), payload.get("t")
+
+
+@pytest.mark.parametrize("name", [n for n in payload_names() if not n.startswith("http_")])
+def test_corpus(speedups: ModuleType, name: str) -> None:
+    raw = (PAYLOADS / f"{name}.json").read_bytes()
+    assert speedups.scan(raw) == expected(json.loads(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "result"),
+    [
+        (b'{"t":null,"s":null,"op":11,"d":null}', (11, None, None)),
+        (b'{"op": 11}', (11, None, None)),
+        (b"{}", (None, None, None)),
+        (
+            b' \n{ "d" : {"op": 5, "s": 9, "t": "X"}, "op" : 0 , "s":42,"t":"MESSAGE_CREATE"} ',
+            (0, 42, "MESSAGE_CREATE"),
+        ),
+        (b'{"d":["}", "\\"", {"t":"no"}],"t":"A\\u0042","s":-3,"op":0}', (0, -3, "AB")),
+        (b'{"d":"op","x":true,"y":1.5e3,"op":1,"s":null}', (1, None, None)),
+        (
+            b'{"s":123456789012345678901234567890,"op":0,"t":"\xc3\xa9"}',
+            (0, 123456789012345678901234567890, "é"),
+        ),
+    ],
+)
+def test_shapes(speedups: ModuleType, raw: bytes, result: tuple[Any, ...]) -> None:
+    assert speedups.scan(raw) == result
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"[]",
+        b"{",
+        b'{"op":}',
+        b'{"op":"1"}',
+        b'{"t":5}',
+        b'{"s":1.5}',
+        b'{"op":1 x',
+        b'{"d":{"a":[1,2}',
+        b'{"d":"abc',
+        b"{op:1}",
+        b'{"t":"\xff"}',
+        b'{"t":"\\x"}',
+        b'{"a":',
+    ],
+)
+def test_errors(speedups: ModuleType, raw: bytes) -> None:
+    with pytest.raises(ScanError):
+        speedups.scan(raw)
+
+
+def _outcome(module: ModuleType, raw: bytes) -> Any:
+    try:
+        return module.scan(raw)
+    except ScanError as exc:
+        return ("error", exc.args)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["op", "s", "t", "d", "x"]) | st.text(), children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+envelopes = st.dictionaries(
+    st.sampled_from(["op", "s", "t", "d", "_trace"]),
+    st.integers(-(2**70), 2**70) | st.none() | st.text() | json_values,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(envelopes, st.booleans())
+def test_twins_agree_on_envelopes(envelope: dict[str, Any], spaced: bool) -> None:
+    raw = json.dumps(envelope, indent=1 if spaced else None, ensure_ascii=False).encode()
+    results = {name: _outcome(m, raw) for name, m in _speedups.twins().items()}
+    assert len(set(map(repr, results.values()))) == 1, results
+    ok = all(
+        isinstance(envelope.get(k), int | None) and not isinstance(envelope.get(k), bool)
+        for k in ("op", "s")
+    ) and isinstance(envelope.get("t"), str | None)
+    if ok:
+        assert results["python"] == expected(envelope)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=64) | st.text(max_size=40).map(str.encode))
+def test_twins_agree_on_garbage(raw: bytes) -> None:
+    results = [_outcome(m, raw) for m in _speedups.twins().values()]
+    assert all(repr(r) == repr(results[0]) for r in results)
