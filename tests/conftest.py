@@ -37,8 +37,10 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with extra environment variables."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     # The child imports the same gateway package as this process (source tree or install).
-    full_env["PYTHONPATH"] = str(Path(gateway.__file__).resolve().parent.parent)
+    home = str(Path(gateway.__file__).resolve().parent.parent)
+    full_env["PYTHONPATH"] = home
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=60
-    )
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, env=full_env, timeout=60, cwd=home,
+    )  # fmt: skip
