@@ -37,8 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Subcommands living in their own modules register here (keeps imports lazy).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+def _register_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .testing.cli import register
+
+    register(sub)
+
+
+# Subcommands living in their own modules.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _register_emulator
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

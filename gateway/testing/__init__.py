@@ -1,3 +1,24 @@
-"""gateway.testing: a local Discord gateway emulator (see :class:`GatewayEmulator`)."""
+"""gateway.testing: a local Discord gateway emulator for tests, benchmarks and demos.
 
-__all__: list[str] = []
+    from gateway.testing import GatewayEmulator
+
+    async with GatewayEmulator(heartbeat_interval=1.0, guilds=10) as emulator:
+        ...  # point a shard at emulator.url, or HTTP discovery at emulator.api_url
+
+See :class:`GatewayEmulator` for the options, the fault hooks and the records.
+"""
+
+from __future__ import annotations
+
+from .corpus import Corpus, load_payload
+from .emulator import EmulatedConnection, EmulatedSession, GatewayEmulator, Record, Violation
+
+__all__ = [
+    "Corpus",
+    "EmulatedConnection",
+    "EmulatedSession",
+    "GatewayEmulator",
+    "Record",
+    "Violation",
+    "load_payload",
+]

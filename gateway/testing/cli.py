@@ -1,0 +1,52 @@
+"""``python -m gateway emulator``: serve the local gateway until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from .emulator import GatewayEmulator
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``emulator`` subcommand."""
+    p = sub.add_parser("emulator", help="run a local Discord gateway emulator on loopback")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    p.add_argument("--token", action="append", help="accepted token (repeatable; default any)")
+    p.add_argument("--shards", type=int, default=1, help="recommended shard count over HTTP")
+    p.add_argument("--guilds", type=int, default=2, help="number of guilds")
+    p.add_argument("--max-concurrency", type=int, default=1, help="identify buckets")
+    p.add_argument(
+        "--events-per-second", type=float, default=None,
+        help="generated traffic per session (0: as fast as the client reads; default none)",
+    )  # fmt: skip
+    p.add_argument("--heartbeat-interval", type=float, default=41.25, help="seconds")
+    p.add_argument("--split-frames", type=int, default=1, help="zlib frames per message")
+    p.add_argument("--seed", type=int, default=0, help="traffic seed")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    async def serve() -> None:
+        emulator = GatewayEmulator(
+            host=args.host,
+            port=args.port,
+            tokens=args.token,
+            shards=args.shards,
+            guilds=args.guilds,
+            max_concurrency=args.max_concurrency,
+            events_per_second=args.events_per_second,
+            heartbeat_interval=args.heartbeat_interval,
+            split_frames=args.split_frames,
+            seed=args.seed,
+        )
+        async with emulator:
+            print(f"gateway emulator listening on {emulator.url}", flush=True)
+            print(f"HTTP API: {emulator.api_url}/gateway/bot", flush=True)
+            await emulator.serve_forever()
+
+    asyncio.run(serve())
+    return 0
