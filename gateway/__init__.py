@@ -7,20 +7,55 @@ helpers for many shards, and a local gateway emulator (:mod:`gateway.testing`).
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from .close import CloseCode, CloseFrame
-from .events import EventType, EventTypeFlags
+from .commands import (
+    RequestChannelInfo,
+    RequestGuildMembers,
+    RequestSoundboardSounds,
+    UpdatePresence,
+    UpdateVoiceState,
+)
+from .config import Config
+from .errors import ReceiveMessageError, ReceiveMessageErrorKind
+from .events import Event, EventType, EventTypeFlags
 from .intents import Intents
+from .latency import Latency
+from .message import Close, Message, Text
 from .opcode import OpCode
+from .protocol import ShardProtocol
+from .queue import InMemoryQueue, Queue
+from .session import Session
+from .shard import Shard
 from .shard_id import ShardId
+from .state import ShardState
 
 __all__ = [
+    "Close",
     "CloseCode",
     "CloseFrame",
+    "Config",
+    "Event",
     "EventType",
     "EventTypeFlags",
+    "InMemoryQueue",
     "Intents",
+    "Latency",
+    "Message",
     "OpCode",
+    "Queue",
+    "ReceiveMessageError",
+    "ReceiveMessageErrorKind",
+    "RequestChannelInfo",
+    "RequestGuildMembers",
+    "RequestSoundboardSounds",
+    "Session",
+    "Shard",
     "ShardId",
+    "ShardProtocol",
+    "ShardState",
+    "Text",
+    "UpdatePresence",
+    "UpdateVoiceState",
 ]
-
-__version__ = "0.1.0"

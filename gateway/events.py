@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import Any
 
 from .intents import Intents
 
-__all__ = ["EventType", "EventTypeFlags", "INTENT_EVENTS", "ALWAYS_SENT"]
+__all__ = ["Event", "EventType", "EventTypeFlags", "INTENT_EVENTS", "ALWAYS_SENT"]
 
 
 class EventType(str, enum.Enum):
@@ -357,3 +358,35 @@ INTENT_EVENTS: Mapping[Intents, frozenset[EventType]] = {
 ALWAYS_SENT: frozenset[EventType] = frozenset(
     t for t in EventType if t.is_dispatch and _FLAG_OF[t] & EventTypeFlags.ALWAYS_SENT
 )
+
+
+class Event:
+    """One event from the gateway: ``type``, ``sequence`` (dispatches) and decoded ``data``.
+
+    ``name`` is the raw dispatch name (``t``); for an event name this library does not know,
+    ``type`` is None and ``name`` says what it was.
+    """
+
+    __slots__ = ("data", "name", "sequence", "type")
+
+    type: EventType | None
+    sequence: int | None
+    data: Any
+    name: str | None
+
+    def __init__(
+        self, type: EventType | None, data: Any = None, sequence: int | None = None,
+        name: str | None = None,
+    ) -> None:  # fmt: skip
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "sequence", sequence)
+        object.__setattr__(
+            self, "name", name if name is not None else (type.value if type else None)
+        )
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("Event is immutable")
+
+    def __repr__(self) -> str:
+        return f"Event({self.name}, sequence={self.sequence})"

@@ -39,6 +39,7 @@ from websockets.http11 import Request, Response
 
 from ..events import INTENT_EVENTS, EventType
 from ..intents import Intents
+from ..transport import QuietLogger
 from .corpus import Corpus, CorpusEvent, guild_ids, guild_payload, load_payload, make_event
 
 __all__ = [
@@ -171,6 +172,9 @@ class EmulatedConnection:
         """Send op 9 with ``d = resumable``; not resumable also forgets the session."""
         if not resumable and self.session is not None:
             self.emulator._destroy(self.session)
+            self.session.connection = None
+            self.session = None
+            self.state = "AWAIT_AUTH"  # the client may IDENTIFY again on this connection
         await self.send_op(9, resumable)
 
     async def request_heartbeat(self) -> None:
@@ -321,6 +325,7 @@ class GatewayEmulator:
             ping_interval=None,
             close_timeout=2,
             server_header="gateway-emulator",
+            logger=QuietLogger(logging.getLogger("gateway.testing.websockets")),
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

@@ -1,0 +1,310 @@
+"""The asyncio shard: one self-healing websocket session to the gateway.
+
+:class:`Shard` drives :class:`gateway.protocol.ShardProtocol` (all decisions live there)
+over :class:`gateway.transport.Connection`. Work happens while the user awaits
+``next_event()`` / ``next_message()`` (as in twilight): keep polling, or heartbeats stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl as ssl_module
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+
+from . import backends, codec
+from . import compression as compression_module
+from .close import CloseFrame
+from .commands import Command
+from .config import Config
+from .errors import ReceiveMessageError, ReceiveMessageErrorKind
+from .events import Event, EventTypeFlags
+from .intents import Intents
+from .latency import Latency
+from .message import Close, Message, Text
+from .protocol import NextAction, ShardProtocol
+from .queue import default_queue
+from .session import Session
+from .shard_id import ShardId
+from .state import ShardState
+from .transport import Connection, ConnectionGone
+
+__all__ = ["Shard"]
+
+log = logging.getLogger(__name__)
+
+_CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
+
+
+class Shard:
+    """One gateway session: identify or resume, heartbeat, reconnect, deliver events.
+
+    ``Shard(ShardId.ONE, token, intents)`` or ``Shard(shard_id, config=Config(...))``.
+    ``async for event in shard`` yields events until the shard is closed or a fatal close
+    code arrives; ``next_event()`` raises :class:`ReceiveMessageError` in those cases.
+    """
+
+    def __init__(
+        self,
+        shard_id: ShardId,
+        token: str | None = None,
+        intents: Intents | None = None,
+        *,
+        config: Config | None = None,
+        rng: Callable[[], float] = random.random,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            if token is None:
+                raise TypeError("give a token (and intents) or a config")
+            config = Config(token, intents if intents is not None else Intents(0), **options)
+        elif token is not None or intents is not None or options:
+            raise TypeError("give either a config or token/intents/options, not both")
+        self._id = shard_id
+        self._config = config
+        self._protocol = ShardProtocol(shard_id, config, rng=rng)
+        self._conn: Connection | None = None
+        self._inflater: compression_module.Inflater = compression_module.NoInflater()
+        self._recv_task: asyncio.Task[bytes | str] | None = None
+        self._identify_task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._ssl: ssl_module.SSLContext | None = config.ssl
+
+    # ---- public properties ----------------------------------------------------------------
+
+    @property
+    def id(self) -> ShardId:
+        return self._id
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def state(self) -> ShardState:
+        return self._protocol.state
+
+    @property
+    def latency(self) -> Latency:
+        return self._protocol.latency
+
+    @property
+    def session(self) -> Session | None:
+        return self._protocol.session
+
+    @property
+    def resume_url(self) -> str | None:
+        return self._protocol.resume_url
+
+    @property
+    def reconnect_attempts(self) -> int:
+        return self._protocol.reconnect_attempts
+
+    def __repr__(self) -> str:
+        return f"Shard({self._id!r}, state={self.state.value})"
+
+    # ---- sending --------------------------------------------------------------------------
+
+    def command(self, command: Command) -> None:
+        """Queue a command; sent once identified, within the rate limit, never lost."""
+        self.send(codec.dumps(command.payload()))
+
+    def send(self, payload: str) -> None:
+        """Queue a raw JSON payload (same queue as :meth:`command`)."""
+        if self.state in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
+            raise RuntimeError("the shard is closed")
+        self._protocol.command(payload)
+        self._wake()
+
+    async def close(self, frame: CloseFrame = CloseFrame.NORMAL) -> Session | None:
+        """Close the shard. ``CloseFrame.NORMAL`` ends the session; ``CloseFrame.RESUME``
+        keeps it and returns the :class:`Session` to resume later (``Config(session=...)``).
+        """
+        session = self._protocol.close(frame)
+        conn = self._conn
+        self._cancel_tasks()
+        if conn is not None:
+            await conn.close(frame.code, frame.reason)
+        self._wake()
+        return session
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    async def next_message(self) -> Message:
+        """The next raw message: ``Text`` (every payload) or ``Close``."""
+        message, _ = await self._pump()
+        return message
+
+    async def next_event(self) -> Event:
+        """The next event the shard's ``event_types`` wants.
+
+        Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
+        otherwise (corrupt data) the shard reconnects and the next call continues.
+        """
+        while True:
+            _, event = await self._pump()
+            if event is not None:
+                return event
+
+    def __aiter__(self) -> Shard:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            try:
+                return await self.next_event()
+            except ReceiveMessageError as exc:
+                if exc.is_fatal() or exc.kind is ReceiveMessageErrorKind.CLOSED:
+                    raise StopAsyncIteration from exc
+                log.warning("shard %s: %s", self._id, exc)
+
+    # ---- the driver loop ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _cancel_tasks(self) -> None:
+        for task in (self._recv_task, self._identify_task):
+            if task is not None:
+                task.cancel()
+        self._recv_task = self._identify_task = None
+
+    def _check_open(self) -> None:
+        state = self._protocol.state
+        if state is ShardState.FATALLY_CLOSED:
+            raise ReceiveMessageError(
+                ReceiveMessageErrorKind.FATALLY_CLOSED, "the gateway closed the shard fatally",
+                self._fatal_code,
+            )  # fmt: skip
+        if state is ShardState.CLOSED:
+            raise ReceiveMessageError(ReceiveMessageErrorKind.CLOSED, "the shard is closed")
+
+    _fatal_code: int | None = None
+
+    async def _pump(self) -> tuple[Message, Event | None]:
+        p = self._protocol
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._conn is None:
+                self._check_open()
+                await self._connect(loop)
+                continue
+            await self._flush(loop)
+            if p.close_request is not None:
+                return await self._close_requested()
+            if self._identify_task is None and p.wants_identify(loop.time()):
+                self._identify_task = asyncio.create_task(self._identify())
+            if self._recv_task is None:
+                self._recv_task = asyncio.ensure_future(self._conn.recv())
+            deadline = p.next_deadline()
+            if self._recv_task.done():
+                done = True
+            else:
+                self._wakeup = loop.create_future()
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait((self._recv_task, self._wakeup), timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                self._wakeup = None
+                done = self._recv_task is not None and self._recv_task.done()
+            if deadline is not None and loop.time() >= deadline:
+                p.on_timer(loop.time())
+            if not done or self._recv_task is None:
+                continue
+            task, self._recv_task = self._recv_task, None
+            try:
+                raw = task.result()
+            except ConnectionGone as gone:
+                return self._connection_gone(gone.code)
+            result = self._receive(raw, loop.time())
+            if result is not None:
+                await self._flush(loop)
+                return result
+
+    def _receive(self, raw: bytes | str, now: float) -> tuple[Message, Event | None] | None:
+        p = self._protocol
+        try:
+            payload = self._inflater.feed(raw)
+            if payload is None:
+                return None
+            event = p.receive(payload, now)
+        except compression_module.CompressionError as exc:
+            self._fail(ReceiveMessageErrorKind.COMPRESSION, exc)
+        except ValueError as exc:
+            self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
+        assert payload is not None
+        return Text(payload.decode()), event
+
+    def _fail(self, kind: ReceiveMessageErrorKind, exc: Exception) -> None:
+        """Bad data: close (keeping the session), reconnect and resume; tell the caller."""
+        log.warning("shard %s: %s error (%s); reconnecting", self._id, kind.value, exc)
+        self._protocol.fail(CloseFrame(4000, f"{kind.value} error"))
+        raise ReceiveMessageError(kind, f"{kind.value} error: {exc}") from exc
+
+    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        for payload in self._protocol.data_to_send(loop.time()):
+            try:
+                await conn.send(payload)
+            except ConnectionGone:
+                return  # the receive side reports the close
+
+    async def _identify(self) -> None:
+        queue = self._config.queue or default_queue()
+        await queue.acquire(self._id.number)
+        self._protocol.identify(asyncio.get_running_loop().time())
+        self._identify_task = None
+        self._wake()
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        p = self._protocol
+        delay = p.backoff()
+        if delay:
+            log.info("shard %s: reconnecting in %.0f s", self._id, delay)
+            self._wakeup = loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup, delay)  # close() interrupts the wait
+            self._wakeup = None
+            self._check_open()
+        url = p.connect_url()
+        if self._ssl is None and url.startswith("wss://"):
+            self._ssl = backends.create_ssl_context()
+        try:
+            conn = await Connection.open(url, ssl=self._ssl, timeout=self._config.connect_timeout,
+                                         max_size=self._config.max_message_size)  # fmt: skip
+        except _CONNECT_ERRORS as exc:
+            log.warning("shard %s: connecting failed: %s", self._id, exc)
+            p.connect_failed()
+            return
+        self._conn = conn
+        self._inflater = compression_module.create(self._config.compression)
+        p.connection_opened(loop.time())
+
+    async def _close_requested(self) -> tuple[Message, Event | None]:
+        p = self._protocol
+        frame = p.close_request
+        assert frame is not None and self._conn is not None
+        conn = self._conn
+        self._cancel_tasks()
+        await conn.close(frame.code, frame.reason)
+        return self._connection_gone(frame.code)
+
+    def _connection_gone(self, code: int | None) -> tuple[Message, Event | None]:
+        self._cancel_tasks()
+        if self._conn is not None:
+            self._conn.abort()
+        self._conn = None
+        event, action = self._protocol.connection_closed(code, asyncio.get_running_loop().time())
+        frame = event.data
+        if action is NextAction.STOP and self.state is ShardState.FATALLY_CLOSED:
+            self._fatal_code = code
+            log.error("shard %s: fatal close %s", self._id, code)
+        wanted = self._config.event_types & EventTypeFlags.GATEWAY_CLOSE
+        return Close(frame), (event if wanted else None)

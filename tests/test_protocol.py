@@ -1,0 +1,257 @@
+"""ShardProtocol alone, with a fake clock and fixed randomness (protocol.md 3, 5, 6, 12)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway import CloseFrame, Config, EventType, EventTypeFlags, Intents, ShardId, ShardState
+from gateway.protocol import NextAction, ShardProtocol
+
+
+def wire(op: int, d: Any = None, s: int | None = None, t: str | None = None) -> bytes:
+    return json.dumps({"t": t, "s": s, "op": op, "d": d}).encode()
+
+
+def make(rng: float = 0.5, **config: Any) -> ShardProtocol:
+    cfg = Config("secret-token", Intents.GUILDS, gateway_url="ws://127.0.0.1:1", **config)
+    return ShardProtocol(ShardId(0, 1), cfg, rng=lambda: rng)
+
+
+def hello(p: ShardProtocol, now: float = 0.0, interval_ms: int = 10_000) -> None:
+    p.connection_opened(now)
+    p.receive(wire(10, {"heartbeat_interval": interval_ms}), now)
+
+
+def ready(p: ShardProtocol, now: float = 0.0) -> None:
+    hello(p, now)
+    p.identify(now)
+    p.data_to_send(now)
+    p.receive(wire(0, {"session_id": "abc", "resume_gateway_url": "ws://resume"}, 1, "READY"), now)
+
+
+def sent_ops(payloads: list[str]) -> list[int]:
+    return [json.loads(x)["op"] for x in payloads]
+
+
+# ---- heartbeat ---------------------------------------------------------------------------
+
+
+def test_first_heartbeat_waits_interval_times_jitter() -> None:
+    p = make(rng=0.25)
+    hello(p)
+    assert p.data_to_send(0.0) == []
+    assert p.next_deadline() == pytest.approx(2.5)
+    p.on_timer(2.4)
+    assert p.data_to_send(2.4) == []
+    p.on_timer(2.5)
+    assert sent_ops(p.data_to_send(2.5)) == [1]
+
+
+def test_heartbeat_carries_last_sequence_and_repeats_every_interval() -> None:
+    p = make(rng=0.0)
+    ready(p)
+    p.receive(wire(0, {}, 7, "GUILD_CREATE"), 0.1)
+    p.on_timer(0.1)
+    assert [json.loads(x) for x in p.data_to_send(0.1)] == [{"op": 1, "d": 7}]
+    p.receive(wire(11), 0.2)
+    assert p.next_deadline() == pytest.approx(10.0)
+    assert p.latency.heartbeats == 1 and p.latency.average == pytest.approx(0.1)
+
+
+def test_server_heartbeat_request_is_answered_at_once() -> None:
+    p = make()
+    hello(p)
+    event = p.receive(wire(1), 1.0)
+    assert event is not None and event.type is EventType.GATEWAY_HEARTBEAT
+    assert [json.loads(x) for x in p.data_to_send(1.0)] == [{"op": 1, "d": None}]
+
+
+def test_zombie_connection_is_closed_with_resumable_code() -> None:
+    p = make(rng=0.0)
+    ready(p)
+    p.on_timer(0.0)
+    p.data_to_send(0.0)  # beat 1, never acknowledged
+    p.on_timer(10.0)
+    assert p.close_request is not None and p.close_request.code not in (1000, 1001)
+    assert p.data_to_send(10.0) == []  # nothing on a closing socket
+    _, action = p.connection_closed(p.close_request.code, 10.1)
+    assert action is NextAction.RESUME
+    assert p.connect_url().startswith("ws://resume/?v=10")
+
+
+# ---- identify / resume / invalid session ---------------------------------------------------
+
+
+def test_identify_only_after_hello_and_permit() -> None:
+    p = make()
+    p.connection_opened(0.0)
+    assert not p.wants_identify(0.0)
+    p.receive(wire(10, {"heartbeat_interval": 1000}), 0.0)
+    assert p.wants_identify(0.0)
+    p.identify(0.0)
+    (payload,) = p.data_to_send(0.0)
+    d = json.loads(payload)["d"]
+    assert d["shard"] == [0, 1] and d["intents"] == 1 and d["token"] == "secret-token"
+    assert not p.wants_identify(0.0)
+
+
+def test_resume_sent_after_hello_when_session_exists() -> None:
+    p = make()
+    ready(p)
+    p.connection_closed(None, 1.0)
+    hello(p, 2.0)
+    (payload,) = p.data_to_send(2.0)
+    assert json.loads(payload) == {
+        "op": 6,
+        "d": {"token": "secret-token", "session_id": "abc", "seq": 1},
+    }
+    assert p.state is ShardState.RESUMING
+    p.receive(wire(0, {}, 2, "RESUMED"), 2.1)
+    assert p.state is ShardState.ACTIVE
+
+
+def test_invalid_session_false_identifies_after_1_to_5_seconds() -> None:
+    p = make(rng=0.5)
+    ready(p)
+    p.receive(wire(9, False), 10.0)
+    assert p.session is None
+    assert not p.wants_identify(12.9)
+    assert p.wants_identify(13.0)  # 1 + 4 * 0.5
+
+
+def test_invalid_session_true_resumes_again() -> None:
+    p = make()
+    ready(p)
+    p.connection_closed(4000, 1.0)
+    hello(p, 2.0)
+    p.data_to_send(2.0)
+    p.receive(wire(9, True), 2.1)
+    assert sent_ops(p.data_to_send(2.1)) == [6]
+
+
+def test_reconnect_op7_requests_resumable_close() -> None:
+    p = make()
+    ready(p)
+    event = p.receive(wire(7), 1.0)
+    assert event is not None and event.type is EventType.GATEWAY_RECONNECT
+    assert p.close_request == CloseFrame(4000, "reconnect requested")
+
+
+@pytest.mark.parametrize("code", [4004, 4010, 4011, 4012, 4013, 4014])
+def test_fatal_close_codes_stop(code: int) -> None:
+    p = make()
+    ready(p)
+    _, action = p.connection_closed(code, 1.0)
+    assert action is NextAction.STOP and p.state is ShardState.FATALLY_CLOSED
+
+
+@pytest.mark.parametrize("code", [4007, 4009])
+def test_session_ending_codes_identify(code: int) -> None:
+    p = make()
+    ready(p)
+    _, action = p.connection_closed(code, 1.0)
+    assert action is NextAction.IDENTIFY and p.session is None
+
+
+@pytest.mark.parametrize("code", [None, 1000, 1001, 1006, 4000, 4001, 4002, 4003, 4005, 4008])
+def test_other_close_codes_resume(code: int | None) -> None:
+    p = make()
+    ready(p)
+    _, action = p.connection_closed(code, 1.0)
+    assert action is NextAction.RESUME and p.session is not None
+
+
+def test_user_close_normal_ends_session_resume_keeps_it() -> None:
+    p = make()
+    ready(p)
+    assert p.close(CloseFrame.RESUME) is not None
+    q = make()
+    ready(q)
+    assert q.close(CloseFrame.NORMAL) is None and q.session is None
+
+
+def test_backoff_is_exponential_capped_and_reset_on_ready() -> None:
+    p = make()
+    delays = []
+    for _ in range(10):
+        p.connect_failed()
+        delays.append(p.backoff())
+    assert delays == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128]
+    ready(p)
+    assert p.backoff() == 0
+
+
+# ---- commands and rate limit ---------------------------------------------------------------
+
+
+def test_commands_wait_for_ready_and_survive_reconnects() -> None:
+    p = make()
+    p.command('{"op":3,"d":{}}')
+    hello(p)
+    assert p.data_to_send(0.0) == []
+    p.connection_closed(None, 0.5)
+    ready(p, 1.0)
+    assert sent_ops(p.data_to_send(1.0)) == [3]
+
+
+def test_rate_limit_keeps_heartbeat_reserve() -> None:
+    p = make(rng=0.0)
+    ready(p)  # interval 10 s -> reserve ceil(60/10)+1 = 7; identify counted 1
+    for _ in range(200):
+        p.command('{"op":3,"d":{}}')
+    first = p.data_to_send(0.0)
+    assert len(first) == 120 - 7 - 1
+    p.on_timer(0.0)
+    assert sent_ops(p.data_to_send(0.0)) == [1]  # the heartbeat still goes
+    assert p.next_deadline() == pytest.approx(10.0)  # next beat comes before the window
+    p.receive(wire(11), 0.1)
+    p.on_timer(60.0)
+    assert len(p.data_to_send(60.0)) > 0
+
+
+def test_oversized_command_is_rejected() -> None:
+    with pytest.raises(ValueError, match="4096"):
+        make().command("x" * 4097)
+
+
+# ---- decoding and filtering ----------------------------------------------------------------
+
+
+def test_filtered_events_are_not_decoded_but_advance_sequence() -> None:
+    p = make(event_types=EventTypeFlags.MESSAGE_CREATE)
+    ready(p)
+    broken = b'{"t":"TYPING_START","s":5,"op":0,"d":{this is not json'
+    assert p.receive(broken, 1.0) is None
+    assert p.sequence == 5
+    event = p.receive(wire(0, {"content": "hi"}, 6, "MESSAGE_CREATE"), 1.0)
+    assert event is not None and event.data == {"content": "hi"} and event.sequence == 6
+
+
+def test_unknown_dispatch_advances_sequence_without_error() -> None:
+    p = make()
+    ready(p)
+    assert p.receive(wire(0, {}, 9, "GUILD_APPLICATION_COMMAND_INDEX_UPDATE"), 1.0) is None
+    assert p.sequence == 9
+
+
+def test_unknown_opcode_is_ignored() -> None:
+    p = make()
+    ready(p)
+    assert p.receive(wire(42), 1.0) is None
+
+
+def test_invalid_json_raises_value_error() -> None:
+    p = make()
+    with pytest.raises(ValueError):
+        p.receive(b'{"t":null,"s":null,"op":', 0.0)
+
+
+def test_config_never_shows_token() -> None:
+    cfg = Config("Bot secret-token", Intents.GUILDS)
+    assert cfg.token == "secret-token"
+    assert "secret-token" not in repr(cfg)
+    with pytest.raises(ValueError):
+        Config("t", Intents.GUILDS, large_threshold=10)
