@@ -33,13 +33,20 @@ def speedups(request: pytest.FixtureRequest) -> ModuleType:
     return _speedups.twins()[request.param]
 
 
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter with extra environment variables."""
+def child_env(**env: str) -> tuple[dict[str, str], str]:
+    """Environment and working directory for a child interpreter that imports the same
+    gateway package as this process (source tree or install), without GATEWAY_* variables.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    # The child imports the same gateway package as this process (source tree or install).
     home = str(Path(gateway.__file__).resolve().parent.parent)
     full_env["PYTHONPATH"] = home
     full_env.update(env)
+    return full_env, home
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with extra environment variables."""
+    full_env, home = child_env(**env)
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True, text=True, env=full_env, timeout=60, cwd=home,

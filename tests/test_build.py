@@ -27,6 +27,19 @@ def _have_build_tools() -> bool:
 pytestmark = pytest.mark.skipif(not _have_build_tools(), reason="needs setuptools, wheel, Cython")
 
 
+def _site_packages() -> str:
+    import websockets
+
+    return str(Path(websockets.__file__).resolve().parent.parent)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without GATEWAY_* variables (CI sets some), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(extra)
+    return env
+
+
 def build_wheel(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     """Build a wheel from a copy of the source tree (no network, no build isolation)."""
     src = tmp_path / "src"
@@ -37,8 +50,7 @@ def build_wheel(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess
             ".venv", ".git", "build", "*.so", "*.c", "__pycache__", ".*_cache", "*.egg-info"
         ),
     )
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    full_env.update(env)
+    full_env = clean_env(**env)
     out = tmp_path / "wheels"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
@@ -68,8 +80,11 @@ def test_no_compiler_gives_pure_install_with_one_warning(tmp_path: Path) -> None
         check=True, timeout=120,
     )  # fmt: skip
     probe = subprocess.run(
-        [sys.executable, "-c", "import gateway.backends as b; print(b.SPEEDUPS, b.__file__)"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(target)},
+        # -S: no site hooks (an editable install's finder would win over PYTHONPATH); the
+        # dependencies come from this interpreter's site-packages, after the new install.
+        [sys.executable, "-S", "-c", "import gateway.backends as b; print(b.SPEEDUPS, b.__file__)"],
+        capture_output=True, text=True,
+        env=clean_env(PYTHONPATH=os.pathsep.join([str(target), _site_packages()])),
         cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr

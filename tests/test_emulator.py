@@ -482,9 +482,12 @@ async def test_command_line_serves_until_interrupted() -> None:
     import signal
     import sys
 
+    from conftest import child_env
+
+    env, home = child_env()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "emulator", "--port", "0", "--guilds", "1",
-        stdout=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env=env, cwd=home,
     )  # fmt: skip
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
