@@ -18,8 +18,9 @@ from .commands import (
     UpdateVoiceState,
 )
 from .config import Config
-from .errors import ReceiveMessageError, ReceiveMessageErrorKind
+from .errors import GatewayError, ReceiveMessageError, ReceiveMessageErrorKind
 from .events import Event, EventType, EventTypeFlags
+from .http import GatewayBot, HTTPError, SessionStartLimit, UnauthorizedError, get_gateway_bot
 from .intents import Intents
 from .latency import Latency
 from .message import Close, Message, Text
@@ -30,6 +31,13 @@ from .session import Session
 from .shard import Shard
 from .shard_id import ShardId
 from .state import ShardState
+from .stream import (
+    ShardEventStream,
+    ShardMessageStream,
+    create_bucket,
+    create_range,
+    create_recommended,
+)
 
 __all__ = [
     "Close",
@@ -39,6 +47,9 @@ __all__ = [
     "Event",
     "EventType",
     "EventTypeFlags",
+    "GatewayBot",
+    "GatewayError",
+    "HTTPError",
     "InMemoryQueue",
     "Intents",
     "Latency",
@@ -51,11 +62,19 @@ __all__ = [
     "RequestGuildMembers",
     "RequestSoundboardSounds",
     "Session",
+    "SessionStartLimit",
     "Shard",
+    "ShardEventStream",
     "ShardId",
+    "ShardMessageStream",
     "ShardProtocol",
     "ShardState",
     "Text",
+    "UnauthorizedError",
     "UpdatePresence",
     "UpdateVoiceState",
+    "create_bucket",
+    "create_range",
+    "create_recommended",
+    "get_gateway_bot",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import __version__
 from .commands import UpdatePresence
 from .events import EventTypeFlags
 from .intents import Intents
@@ -17,10 +18,12 @@ if TYPE_CHECKING:
 
     from .queue import Queue
 
-__all__ = ["Config", "DEFAULT_GATEWAY_URL", "Compression"]
+__all__ = ["Config", "DEFAULT_GATEWAY_URL", "Compression", "USER_AGENT", "normalize_token"]
 
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg"
 API_VERSION = 10
+#: Sent on every connection and HTTP request, as Discord asks of bots.
+USER_AGENT = f"DiscordBot (https://github.com/gateway, {__version__}) gateway-python"
 
 Compression = str | None
 
@@ -35,6 +38,16 @@ def _default_os() -> str:
 
 def _default_properties() -> Mapping[str, str]:
     return {"os": _default_os(), "browser": "gateway", "device": "gateway"}
+
+
+def normalize_token(token: object) -> str:
+    """``token`` without surrounding space or the ``Bot`` prefix; ValueError if empty."""
+    text = token.strip() if isinstance(token, str) else ""
+    if text == "Bot" or text.startswith("Bot "):
+        text = text[3:].strip()
+    if not text:
+        raise ValueError("token must be a non-empty string")
+    return text
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,12 +77,7 @@ class Config:
     max_message_size: int | None = None
 
     def __post_init__(self) -> None:
-        token = self.token.strip() if isinstance(self.token, str) else ""
-        if token.startswith("Bot "):
-            token = token[4:].strip()
-        if not token:
-            raise ValueError("token must be a non-empty string")
-        object.__setattr__(self, "token", token)
+        object.__setattr__(self, "token", normalize_token(self.token))
         object.__setattr__(self, "intents", Intents(int(self.intents)))
         if not 50 <= self.large_threshold <= 250:
             raise ValueError(f"large_threshold must be 50-250, got {self.large_threshold}")

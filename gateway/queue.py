@@ -1,61 +1,121 @@
 """Identify queues: one IDENTIFY per bucket per 5 s, and the daily session-start budget.
 
-Discord's bucket of shard N is ``N % max_concurrency`` (protocol.md 4.4). Every shard of a
-process must share one queue; :func:`default_queue` is that queue unless
-``Config.queue`` names another (a Redis queue for many processes, later).
+Discord's bucket of shard N is ``N % max_concurrency``; buckets are started in order and the
+whole bot has a daily budget of session starts (protocol.md 4.3, 4.4). Every shard of a
+process must share one queue; :func:`default_queue` is that queue unless ``Config.queue``
+names another (for instance one built by :func:`gateway.stream.create_recommended`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import weakref
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Queue", "InMemoryQueue", "default_queue", "IDENTIFY_INTERVAL"]
+__all__ = ["Queue", "InMemoryQueue", "default_queue", "IDENTIFY_INTERVAL", "DAY"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two identifies of one bucket.
 IDENTIFY_INTERVAL = 5.0
+#: The session-start budget's window, in seconds.
+DAY = 86400.0
 
 
 @runtime_checkable
 class Queue(Protocol):
-    """Grants permission to IDENTIFY. Cancelling the wait must not consume a permit."""
+    """Grants permission to IDENTIFY.
+
+    ``acquire`` returns when shard ``shard_id`` may send IDENTIFY. It is cancellable, and a
+    cancelled wait must not consume a permit (a shard closed while queued leaves no ghost).
+    """
 
     async def acquire(self, shard_id: int) -> None:
         """Return when shard ``shard_id`` may send IDENTIFY."""
         ...
 
 
-class InMemoryQueue:
-    """A per-process identify queue: one FIFO per bucket, ``interval`` apart, daily budget.
+class _Bucket:
+    """The waiters of one rate-limit bucket, lowest shard id first."""
 
-    ``max_concurrency=0`` disables all waiting (for a gateway proxy). When ``remaining``
-    reaches 0 the queue waits for ``reset_after`` seconds instead of burning the token.
+    __slots__ = ("next_at", "timer", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self.next_at = float("-inf")
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class InMemoryQueue:
+    """The identify queue of one process: buckets of ``max_concurrency``, budget per day.
+
+    Each bucket grants one permit per ``interval`` seconds, to the lowest waiting shard id
+    first, so that buckets start in order (shards 0..mc-1, then mc..2mc-1, ...).
+    ``remaining`` permits are left of ``total`` until ``reset_after`` seconds from the first
+    use; once spent, the queue waits for the reset instead of burning the token (Discord
+    resets a token that exceeds the budget). ``max_concurrency=0`` disables all waiting, for
+    a gateway proxy that queues itself.
+
+    A queue belongs to the event loop that first uses it.
     """
 
     def __init__(
         self,
         max_concurrency: int = 1,
         total: int = 1000,
-        remaining: int = 1000,
-        reset_after: float = 86400.0,
+        remaining: int | None = None,
+        reset_after: float = DAY,
         *,
         interval: float = IDENTIFY_INTERVAL,
     ) -> None:
         if max_concurrency < 0:
-            raise ValueError("max_concurrency must be >= 0")
+            raise ValueError(f"max_concurrency must be >= 0, got {max_concurrency}")
+        if total < 1:
+            raise ValueError(f"total must be >= 1, got {total}")
+        remaining = total if remaining is None else remaining
+        if not 0 <= remaining <= total:
+            raise ValueError(f"remaining must be 0-{total}, got {remaining}")
+        if reset_after < 0 or interval < 0:
+            raise ValueError("reset_after and interval must be >= 0")
         self.max_concurrency = max_concurrency
         self.total = total
         self.remaining = remaining
         self.interval = interval
         self._reset_after = reset_after
         self._reset_at: float | None = None
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._last: dict[int, float] = {}
-        self._budget_lock: asyncio.Lock | None = None
+        self._buckets: dict[int, _Bucket] = {}
+        self._seq = itertools.count()
+        self._budget_warned = False
+
+    @classmethod
+    def from_session_start_limit(
+        cls, limit: Mapping[str, Any], *, interval: float = IDENTIFY_INTERVAL
+    ) -> InMemoryQueue:
+        """A queue from ``/gateway/bot``'s ``session_start_limit`` (``reset_after`` in ms)."""
+        return cls(
+            int(limit["max_concurrency"]),
+            int(limit["total"]),
+            int(limit["remaining"]),
+            int(limit["reset_after"]) / 1000,
+            interval=interval,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"InMemoryQueue(max_concurrency={self.max_concurrency}, "
+            f"remaining={self.remaining}/{self.total}, waiting={self.waiting})"
+        )
+
+    @property
+    def waiting(self) -> int:
+        """How many shards wait for a permit now."""
+        return sum(
+            not fut.done() for bucket in self._buckets.values() for *_, fut in bucket.waiters
+        )
 
     async def acquire(self, shard_id: int) -> None:
         if self.max_concurrency == 0:
@@ -63,30 +123,62 @@ class InMemoryQueue:
         loop = asyncio.get_running_loop()
         if self._reset_at is None:
             self._reset_at = loop.time() + self._reset_after
-            self._budget_lock = asyncio.Lock()
-        bucket = shard_id % self.max_concurrency
-        lock = self._locks.setdefault(bucket, asyncio.Lock())
-        async with lock:  # FIFO per bucket; a cancelled waiter leaves without a permit
-            last = self._last.get(bucket)
-            if last is not None:
-                await asyncio.sleep(max(0.0, last + self.interval - loop.time()))
-            assert self._budget_lock is not None
-            async with self._budget_lock:
-                await self._take_budget(loop)
-            self._last[bucket] = loop.time()
+        bucket = self._buckets.setdefault(shard_id % self.max_concurrency, _Bucket())
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(bucket.waiters, (shard_id, next(self._seq), fut))
+        # Grant on the next loop turn, so shards queued in the same turn go in id order.
+        self._arm(loop, bucket, loop.time())
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._refund(loop, bucket)  # granted, but the shard never identified
+            raise
 
-    async def _take_budget(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _refund(self, loop: asyncio.AbstractEventLoop, bucket: _Bucket) -> None:
+        # The grant was the bucket's latest (it blocks others), so its window is free again.
+        bucket.next_at = float("-inf")
+        self.remaining = min(self.total, self.remaining + 1)
+        self._arm(loop, bucket, loop.time())
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, bucket: _Bucket, when: float) -> None:
+        if bucket.timer is not None:
+            if bucket.timer.when() <= when:
+                return
+            bucket.timer.cancel()
+        bucket.timer = loop.call_at(when, self._grant, loop, bucket)
+
+    def _grant(self, loop: asyncio.AbstractEventLoop, bucket: _Bucket) -> None:
+        bucket.timer = None
+        waiters = bucket.waiters
+        while waiters and waiters[0][2].done():  # cancelled while waiting
+            heapq.heappop(waiters)
+        if not waiters:
+            return
+        now = loop.time()
+        if now < bucket.next_at:
+            self._arm(loop, bucket, bucket.next_at)
+            return
         assert self._reset_at is not None
-        if loop.time() >= self._reset_at:
+        if now >= self._reset_at:
             self.remaining = self.total
-            self._reset_at = loop.time() + self._reset_after
+            self._reset_at = now + self._reset_after
+            self._budget_warned = False
         if self.remaining <= 0:
-            wait = self._reset_at - loop.time()
-            log.warning("daily session-start limit used up: waiting %.0f s for the reset", wait)
-            await asyncio.sleep(max(0.0, wait))
-            self.remaining = self.total
-            self._reset_at = loop.time() + self._reset_after
+            if not self._budget_warned:
+                log.warning(
+                    "daily session-start limit used up: identifies wait %.0f s for the reset",
+                    self._reset_at - now,
+                )
+                self._budget_warned = True
+            self._arm(loop, bucket, self._reset_at)
+            return
+        *_, fut = heapq.heappop(waiters)
         self.remaining -= 1
+        bucket.next_at = now + self.interval
+        fut.set_result(None)
+        if waiters:
+            self._arm(loop, bucket, bucket.next_at)
 
 
 _DEFAULT: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InMemoryQueue] = (

@@ -16,11 +16,9 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from . import __version__
+from .config import USER_AGENT
 
 __all__ = ["Connection", "ConnectionGone", "QuietLogger"]
-
-USER_AGENT = f"DiscordBot (https://github.com/gateway, {__version__}) gateway-python"
 
 
 class QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
