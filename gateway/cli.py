@@ -1,4 +1,4 @@
-"""Command line: ``python -m gateway {backends,emulator,...}``."""
+"""Command line: ``python -m gateway {demo,run,backends,emulator}``."""
 
 from __future__ import annotations
 
@@ -43,9 +43,23 @@ def _register_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     register(sub)
 
 
+def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .demo import register
+
+    register(sub)
+
+
+def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .runner import register
+
+    register(sub)
+
+
 # Subcommands living in their own modules.
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    _register_emulator
+    _register_demo,
+    _register_run,
+    _register_emulator,
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-__all__ = ["CloseCode", "CloseFrame", "is_fatal", "invalidates_session"]
+__all__ = ["CloseCode", "CloseFrame", "describe", "is_fatal", "invalidates_session"]
 
 
 class CloseCode(enum.IntEnum):
@@ -45,6 +45,16 @@ class CloseCode(enum.IntEnum):
 
 _FATAL = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
 _NEW_SESSION = frozenset({4007, 4009})
+
+
+def describe(code: int | None) -> str:
+    """``4004 (authentication failed)`` for a known code, the number otherwise."""
+    if code is None:
+        return "no close frame"
+    try:
+        return f"{code} ({CloseCode(code).name.lower().replace('_', ' ')})"
+    except ValueError:
+        return str(code)
 
 
 def is_fatal(code: int | None) -> bool:

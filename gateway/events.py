@@ -329,6 +329,20 @@ class EventTypeFlags(enum.IntFlag):
                 flags |= _GROUP_OF_INTENT.get(intent, cls(0))
         return flags
 
+    @classmethod
+    def parse(cls, text: str) -> EventTypeFlags:
+        """Parse ``"MESSAGE_CREATE,READY"`` (event names, case-insensitive).
+
+        Raises :class:`ValueError` naming the unknown event.
+        """
+        result = cls(0)
+        for part in filter(None, (p.strip().upper() for p in text.split(","))):
+            try:
+                result |= _FLAG_OF[EventType(part)]
+            except ValueError:
+                raise ValueError(f"unknown event type {part!r}") from None
+        return result
+
     def __contains__(self, other: object) -> bool:
         if isinstance(other, EventType):
             other = _FLAG_OF[other]

@@ -19,7 +19,7 @@ import websockets
 
 from . import backends, codec
 from . import compression as compression_module
-from .close import CloseFrame
+from .close import CloseFrame, describe
 from .commands import Command
 from .config import Config
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
@@ -74,6 +74,7 @@ class Shard:
         self._identify_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._ssl: ssl_module.SSLContext | None = config.ssl
+        self._fatal_code: int | None = None
 
     # ---- public properties ----------------------------------------------------------------
 
@@ -179,13 +180,12 @@ class Shard:
         state = self._protocol.state
         if state is ShardState.FATALLY_CLOSED:
             raise ReceiveMessageError(
-                ReceiveMessageErrorKind.FATALLY_CLOSED, "the gateway closed the shard fatally",
+                ReceiveMessageErrorKind.FATALLY_CLOSED,
+                f"the gateway closed the shard with fatal code {describe(self._fatal_code)}",
                 self._fatal_code,
-            )  # fmt: skip
+            )
         if state is ShardState.CLOSED:
             raise ReceiveMessageError(ReceiveMessageErrorKind.CLOSED, "the shard is closed")
-
-    _fatal_code: int | None = None
 
     async def _pump(self) -> tuple[Message, Event | None]:
         p = self._protocol

@@ -29,6 +29,7 @@ __all__ = [
     "create_range",
     "create_bucket",
     "create_recommended",
+    "queue_for",
     "ShardEventStream",
     "ShardMessageStream",
 ]
@@ -86,7 +87,7 @@ async def create_recommended(
     :class:`gateway.http.HTTPError` if the request fails.
     """
     bot = await get_gateway_bot(token, api_base_url=api_base_url, ssl=ssl)
-    queue = _queue_for(bot, identify_interval)
+    queue = queue_for(bot, identify_interval)
 
     def configure(sid: ShardId) -> Config:
         config = config_callback(sid)
@@ -96,7 +97,8 @@ async def create_recommended(
     return create_range(range(bot.shards), bot.shards, configure)
 
 
-def _queue_for(bot: GatewayBot, interval: float) -> InMemoryQueue:
+def queue_for(bot: GatewayBot, interval: float = IDENTIFY_INTERVAL) -> InMemoryQueue:
+    """The identify queue ``/gateway/bot`` asks for: its max_concurrency and budget."""
     limit = bot.session_start_limit
     return InMemoryQueue(
         limit.max_concurrency,

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--events-per-second", type=float, default=None,
         help="generated traffic per session (0: as fast as the client reads; default none)",
     )  # fmt: skip
+    p.add_argument("--total-events", type=int, default=None, help="stop traffic at this seq")
+    p.add_argument("--large-every", type=int, default=0, help="a large GUILD_CREATE every N")
+    p.add_argument("--identify-window", type=float, default=5.0, help="seconds per bucket")
     p.add_argument("--heartbeat-interval", type=float, default=41.25, help="seconds")
     p.add_argument("--split-frames", type=int, default=1, help="zlib frames per message")
     p.add_argument("--seed", type=int, default=0, help="traffic seed")
@@ -39,6 +42,9 @@ def _run(args: argparse.Namespace) -> int:
             guilds=args.guilds,
             max_concurrency=args.max_concurrency,
             events_per_second=args.events_per_second,
+            total_events=args.total_events,
+            large_every=args.large_every,
+            identify_window=args.identify_window,
             heartbeat_interval=args.heartbeat_interval,
             split_frames=args.split_frames,
             seed=args.seed,
