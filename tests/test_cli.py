@@ -8,8 +8,8 @@ import re
 import sys
 
 import pytest
-from conftest import child_env
 
+from conftest import child_env
 from gateway.runner import ShardSpec, parse_shards
 from gateway.testing import GatewayEmulator
 

@@ -283,3 +283,25 @@ async def test_event_storm_delivers_every_sequence_exactly_once() -> None:
         assert len(emu.identifies) == 1
         assert not emu.violations
         await shard.close()
+
+
+@pytest.mark.parametrize("compression", ["zlib-stream", None])
+async def test_firehose_burst_then_live_traffic(compression: str | None) -> None:
+    total = 3000
+    async with GatewayEmulator(
+        guilds=2, events_per_second=0, total_events=total, firehose=True, large_every=500
+    ) as emu:
+        shard = shard_for(emu, compression=compression)
+        seqs: list[int] = []
+        async with asyncio.timeout(20):
+            while len(seqs) < total:
+                event = await shard.next_event()
+                if event.sequence is not None:
+                    seqs.append(event.sequence)
+            assert seqs == list(range(1, total + 1))
+            # The connection's compressor continues correctly after the raw burst.
+            (s,) = await emu.dispatch("GUILD_CREATE", {"id": "5", "name": "after"})
+            event = await shard.next_event()
+        assert event.sequence == s == total + 1 and event.data["name"] == "after"
+        assert not emu.violations
+        await shard.close()

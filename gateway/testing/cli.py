@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument("--total-events", type=int, default=None, help="stop traffic at this seq")
     p.add_argument("--large-every", type=int, default=0, help="a large GUILD_CREATE every N")
+    p.add_argument(
+        "--firehose", action="store_true", help="with rate 0 and --total-events: one burst"
+    )
     p.add_argument("--identify-window", type=float, default=5.0, help="seconds per bucket")
     p.add_argument("--heartbeat-interval", type=float, default=41.25, help="seconds")
     p.add_argument("--split-frames", type=int, default=1, help="zlib frames per message")
@@ -45,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
             total_events=args.total_events,
             large_every=args.large_every,
             identify_window=args.identify_window,
+            firehose=args.firehose,
             heartbeat_interval=args.heartbeat_interval,
             split_frames=args.split_frames,
             seed=args.seed,

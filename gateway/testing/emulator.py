@@ -41,6 +41,8 @@ from ..events import INTENT_EVENTS, EventType
 from ..intents import Intents
 from ..transport import QuietLogger
 from .corpus import Corpus, CorpusEvent, guild_ids, guild_payload, load_payload, make_event
+from .firehose import Firehose
+from .firehose import build as build_firehose
 
 __all__ = [
     "GatewayEmulator",
@@ -254,6 +256,7 @@ class GatewayEmulator:
         unavailable_guilds: Iterable[int] = (),
         drop_guild_creates: bool = False,
         on_connect: Callable[[EmulatedConnection], Awaitable[None]] | None = None,
+        firehose: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -292,6 +295,8 @@ class GatewayEmulator:
         self.unavailable_guilds = set(unavailable_guilds)
         self.drop_guild_creates = drop_guild_creates
         self.on_connect = on_connect
+        self.firehose = firehose
+        self._hoses: dict[tuple[Any, ...], Firehose] = {}
 
         self.sessions: dict[str, EmulatedSession] = {}
         self.connections: list[EmulatedConnection] = []
@@ -842,6 +847,9 @@ class GatewayEmulator:
         )
         if not corpus:
             return
+        if self._can_firehose(conn):
+            await self._firehose(conn, session, corpus)
+            return
         delay = 1 / self.events_per_second if self.events_per_second > 0 else 0.0
         start = time.monotonic()
         sent = 0
@@ -859,6 +867,52 @@ class GatewayEmulator:
                         await asyncio.sleep(ahead)
                 elif sent % 64 == 0:
                     await asyncio.sleep(0)
+
+    def _can_firehose(self, conn: EmulatedConnection) -> bool:
+        return (
+            self.firehose
+            and self.events_per_second == 0
+            and self.total_events is not None
+            and conn.compress in (None, "zlib-stream")
+            and not conn.payload_compression
+        )
+
+    async def _firehose(
+        self, conn: EmulatedConnection, session: EmulatedSession, corpus: Corpus
+    ) -> None:
+        """Up to ``total_events`` as one pre-built burst (for benchmarks; no faults meanwhile)."""
+        assert self.total_events is not None
+        count = self.total_events - session.seq
+        if count <= 0:
+            return
+        content = bool(session.intents & Intents.MESSAGE_CONTENT)
+        key = (session.shard, session.seq, session.intents, conn.compress, count)
+        hose = self._hoses.get(key)
+        if hose is None:
+            hose = self._hoses[key] = await asyncio.to_thread(
+                build_firehose,
+                corpus,
+                lambda e: self._wants(session, e.name, e.guild_id),
+                lambda e, s: _envelope(e.name, s, 0, e.data if content else e.data_without_content),
+                session.seq + 1,
+                count,
+                conn.compress,
+            )
+        # Dispatched now, as far as the session (and a later resume) is concerned.
+        first = session.seq + 1
+        session.seq += len(hose.payloads)
+        session.buffer.extend(zip(range(first, session.seq + 1), hose.payloads, strict=True))
+        while len(session.buffer) > self.replay_buffer_max:
+            session.buffer.popleft()
+        async with conn._send_lock:
+            for chunk in hose.chunks:
+                if conn.state != "LIVE" or session.connection is not conn:
+                    return
+                conn.ws.transport.write(chunk)
+                await conn.ws.drain()
+            if conn.compress == "zlib-stream":
+                conn._zlib = zlib.compressobj(wbits=-15)  # continues after the raw burst
+        session.delivered.extend(range(first, session.seq + 1))
 
 
 def _json(value: Any) -> bytes:

@@ -1,0 +1,198 @@
+"""Many shards in one process: memory per idle shard, and events/s through ShardEventStream.
+
+    python tools/bench_stream.py [--shards 1000] [--events 200000]
+
+The emulator runs in its own process; every measurement runs in a fresh worker process.
+Memory: RSS after N shards are READY and quiet, minus RSS before the first shard, divided
+by N, for our shards (driven by one ShardEventStream) and hikari's GatewayShardImpl (stub
+event manager). Throughput: the same number of ~1 KB events read by one shard directly, by
+one shard through ShardEventStream, and spread over N shards through one ShardEventStream.
+hikari comes from ``pip install '.[bench]'``; without it its rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib.util
+import json
+import sys
+from typing import Any
+
+from benchlib import TOKEN, Clock, emulator, machine, raise_fd_limit, rss, run_worker, table
+
+QUIET = 0.5  # seconds without an event that count as "idle"
+
+
+# ---- workers (each runs in a fresh process) ----------------------------------------------------
+
+
+async def ours_idle(shards: int, api: str) -> dict[str, Any]:
+    from gateway import Config, EventType, Intents, ShardEventStream, create_recommended
+
+    gc.collect()
+    base = rss()
+    clock = Clock()
+    group = await create_recommended(
+        TOKEN, lambda sid: Config(TOKEN, Intents.GUILDS), api_base_url=api
+    )
+    stream = ShardEventStream(group)
+    iterator = aiter(stream)
+    ready = 0
+    while ready < shards:
+        _, event = await anext(iterator)
+        ready += getattr(event, "type", None) is EventType.READY
+    startup = clock.elapsed()[0]
+    await _quiet(iterator)
+    gc.collect()
+    return {"per_shard": (rss() - base) / shards, "startup_s": startup}
+
+
+async def hikari_idle(shards: int, url: str) -> dict[str, Any]:
+    import hikari
+    from hikari.impl import config as hconfig
+    from hikari.impl import shard as hshard
+
+    class Manager:
+        def consume_raw_event(self, name: str, shard: object, data: object) -> None:
+            pass
+
+    gc.collect()
+    base = rss()
+    clock = Clock()
+    manager = Manager()
+    group = [
+        hshard.GatewayShardImpl(
+            intents=hikari.Intents.GUILDS,
+            shard_id=n,
+            shard_count=shards,
+            http_settings=hconfig.HTTPSettings(),
+            proxy_settings=hconfig.ProxySettings(),
+            event_manager=manager,  # type: ignore[arg-type]
+            event_factory=None,  # type: ignore[arg-type]
+            token=TOKEN,
+            url=url,
+            compression=hikari.api.GatewayCompression.TRANSPORT_ZLIB_STREAM,
+        )
+        for n in range(shards)
+    ]
+    await asyncio.gather(*(s.start() for s in group))
+    startup = clock.elapsed()[0]
+    await asyncio.sleep(QUIET)  # hikari polls by itself; let the GUILD_CREATEs drain
+    gc.collect()
+    return {"per_shard": (rss() - base) / shards, "startup_s": startup}
+
+
+async def ours_rate(shards: int, events: int, api: str, mode: str) -> dict[str, Any]:
+    from gateway import Config, EventType, Intents, ShardEventStream, create_recommended
+
+    intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_PRESENCES
+    group = await create_recommended(TOKEN, lambda sid: Config(TOKEN, intents), api_base_url=api)
+    skip = {EventType.READY, EventType.GUILD_CREATE, EventType.GATEWAY_HELLO}
+    count = 0
+    clock: Clock | None = None
+    if mode == "direct":
+        (shard,) = group
+        while count < events:
+            event = await shard.next_event()
+            if event.type not in skip:
+                clock = clock or Clock()
+                count += 1
+    else:
+        # A shard that got no guild gets no traffic: stop at `events` or after 2 s of quiet.
+        loop = asyncio.get_running_loop()
+        last = (0.0, 0.0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30) as deadline:
+                async for _, event in ShardEventStream(group):
+                    if getattr(event, "type", None) not in skip:
+                        clock = clock or Clock()
+                        count += 1
+                        if count % 256 == 0:
+                            last = clock.elapsed()
+                            deadline.reschedule(loop.time() + 2)
+                        if count >= events:
+                            break
+    assert clock is not None
+    wall, cpu = clock.elapsed() if count >= events else last
+    count = count if count >= events else count - count % 256
+    return {"events": count, "events_per_s": count / wall, "cpu_s": cpu}
+
+
+async def _quiet(iterator: Any) -> None:
+    """Read on until no dispatch came for QUIET seconds (heartbeat ACKs keep coming)."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(QUIET) as deadline:
+            while True:
+                _, event = await anext(iterator)
+                if getattr(event, "sequence", None) is not None:
+                    deadline.reschedule(loop.time() + QUIET)
+
+
+def worker(argv: list[str]) -> None:
+    raise_fd_limit()
+    kind, *rest = argv
+    if kind == "ours-idle":
+        result = asyncio.run(ours_idle(int(rest[0]), rest[1]))
+    elif kind == "hikari-idle":
+        result = asyncio.run(hikari_idle(int(rest[0]), rest[1]))
+    else:
+        result = asyncio.run(ours_rate(int(rest[0]), int(rest[1]), rest[2], rest[3]))
+    print(json.dumps(result))
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=200_000)
+    args = parser.parse_args()
+    n = args.shards
+    print(f"# bench_stream: {n} shards, {args.events:,} events; {machine()}\n")
+
+    memory = []
+    opts = dict(shards=n, guilds=n, max_concurrency=n, identify_window=5)
+    with emulator(**opts) as emu:
+        ours = run_worker("bench_stream.py", "ours-idle", n, emu.api_url)
+    memory.append({"shards": f"gateway ({n})", **ours})
+    if importlib.util.find_spec("hikari"):
+        with emulator(**opts) as emu:
+            memory.append({"shards": f"hikari ({n})", **run_worker(
+                "bench_stream.py", "hikari-idle", n, emu.url)})  # fmt: skip
+    else:
+        memory.append({"shards": "hikari: not installed (pip install '.[bench]')"})
+    for row in memory:
+        if "per_shard" in row:
+            row["KiB/shard"] = row["per_shard"] / 1024
+            row["x ours"] = row["per_shard"] / ours["per_shard"]
+    print("Memory per idle shard (RSS delta / shards)")
+    print(table(memory, ["shards", "KiB/shard", "x ours", "startup_s"]))
+
+    rates = []
+    for label, shards, mode in (
+        ("1 shard, next_event()", 1, "direct"),
+        ("1 shard, ShardEventStream", 1, "stream"),
+        (f"{n} shards, ShardEventStream", n, "stream"),
+    ):
+        per_session = args.events // shards + 10
+        with emulator(shards=shards, guilds=4 * shards, max_concurrency=shards, identify_window=5,
+                      events_per_second=0, total_events=per_session) as emu:  # fmt: skip
+            result = run_worker("bench_stream.py", "ours-rate", shards, args.events,
+                                emu.api_url, mode)  # fmt: skip
+        rates.append({"reader": label, **result})
+    for row in rates:
+        row["x 1 shard"] = row["events_per_s"] / rates[0]["events_per_s"]
+    print("\nThroughput of ~1 KB events (emulator in another process, as fast as it sends)")
+    print(table(rates, ["reader", "events", "events_per_s", "cpu_s", "x 1 shard"]))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+    else:
+        main()
