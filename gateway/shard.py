@@ -13,7 +13,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import websockets
 
@@ -32,13 +32,18 @@ from .queue import default_queue
 from .session import Session
 from .shard_id import ShardId
 from .state import ShardState
-from .transport import Connection, ConnectionGone
+from .transport import Connection, ConnectionGone, FrameError
 
 __all__ = ["Shard"]
 
 log = logging.getLogger(__name__)
 
 _CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Shard:
@@ -70,7 +75,6 @@ class Shard:
         self._protocol = ShardProtocol(shard_id, config, rng=rng)
         self._conn: Connection | None = None
         self._inflater: compression_module.Inflater = compression_module.NoInflater()
-        self._recv_task: asyncio.Task[bytes | str] | None = None
         self._identify_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._ssl: ssl_module.SSLContext | None = config.ssl
@@ -171,10 +175,9 @@ class Shard:
             self._wakeup.set_result(None)
 
     def _cancel_tasks(self) -> None:
-        for task in (self._recv_task, self._identify_task):
-            if task is not None:
-                task.cancel()
-        self._recv_task = self._identify_task = None
+        if self._identify_task is not None:
+            self._identify_task.cancel()
+            self._identify_task = None
 
     def _check_open(self) -> None:
         state = self._protocol.state
@@ -191,43 +194,53 @@ class Shard:
         p = self._protocol
         loop = asyncio.get_running_loop()
         while True:
-            if self._conn is None:
+            conn = self._conn
+            if conn is None:
                 self._check_open()
                 await self._connect(loop)
                 continue
-            await self._flush(loop)
+            now = loop.time()
+            self._flush(loop)
             if p.close_request is not None:
                 return await self._close_requested()
-            if self._identify_task is None and p.wants_identify(loop.time()):
+            if self._identify_task is None and p.wants_identify(now):
                 self._identify_task = asyncio.create_task(self._identify())
-            if self._recv_task is None:
-                self._recv_task = asyncio.ensure_future(self._conn.recv())
             deadline = p.next_deadline()
-            if self._recv_task.done():
-                done = True
-            else:
-                self._wakeup = loop.create_future()
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                await asyncio.wait((self._recv_task, self._wakeup), timeout=timeout,
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                self._wakeup = None
-                done = self._recv_task is not None and self._recv_task.done()
-            if deadline is not None and loop.time() >= deadline:
-                p.on_timer(loop.time())
-            if not done or self._recv_task is None:
-                continue
-            task, self._recv_task = self._recv_task, None
+            if deadline is not None and now >= deadline:
+                p.on_timer(now)
+                if p.close_request is not None:
+                    continue  # a zombie: close it
+                self._flush(loop)
+                deadline = p.next_deadline()
+                if deadline is not None and deadline <= now:
+                    deadline = None  # the identify queue's task wakes us, not the clock
             try:
-                raw = task.result()
+                item = conn.pop()
             except ConnectionGone as gone:
                 return self._connection_gone(gone.code)
-            result = self._receive(raw, loop.time())
+            if item is None:
+                await self._wait(loop, deadline)
+                continue
+            result = self._receive(item, now)
             if result is not None:
-                await self._flush(loop)
+                self._flush(loop)
                 return result
 
-    def _receive(self, raw: bytes | str, now: float) -> tuple[Message, Event | None] | None:
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
+        """Sleep until data arrives, ``_wake()`` is called, or ``deadline`` passes."""
+        self._wakeup = waiter = loop.create_future()
+        timer = None if deadline is None else loop.call_at(deadline, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
+
+    def _receive(self, raw: bytes | FrameError, now: float) -> tuple[Message, Event | None] | None:
         p = self._protocol
+        if isinstance(raw, FrameError):
+            self._fail(ReceiveMessageErrorKind.DESERIALIZING, raw, raw.close_code)
         try:
             payload = self._inflater.feed(raw)
             if payload is None:
@@ -240,19 +253,19 @@ class Shard:
         assert payload is not None
         return Text(payload.decode()), event
 
-    def _fail(self, kind: ReceiveMessageErrorKind, exc: Exception) -> None:
+    def _fail(self, kind: ReceiveMessageErrorKind, exc: Exception, code: int = 4000) -> NoReturn:
         """Bad data: close (keeping the session), reconnect and resume; tell the caller."""
         log.warning("shard %s: %s error (%s); reconnecting", self._id, kind.value, exc)
-        self._protocol.fail(CloseFrame(4000, f"{kind.value} error"))
+        self._protocol.fail(CloseFrame(code, f"{kind.value} error"))
         raise ReceiveMessageError(kind, f"{kind.value} error: {exc}") from exc
 
-    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         conn = self._conn
         if conn is None:
             return
         for payload in self._protocol.data_to_send(loop.time()):
             try:
-                await conn.send(payload)
+                conn.send(payload)
             except ConnectionGone:
                 return  # the receive side reports the close
 
@@ -277,8 +290,10 @@ class Shard:
         if self._ssl is None and url.startswith("wss://"):
             self._ssl = backends.create_ssl_context()
         try:
-            conn = await Connection.open(url, ssl=self._ssl, timeout=self._config.connect_timeout,
-                                         max_size=self._config.max_message_size)  # fmt: skip
+            conn = await Connection.open(
+                url, ssl=self._ssl, timeout=self._config.connect_timeout,
+                max_size=self._config.max_message_size, on_data=self._wake,
+            )  # fmt: skip
         except _CONNECT_ERRORS as exc:
             log.warning("shard %s: connecting failed: %s", self._id, exc)
             p.connect_failed()

@@ -1,24 +1,39 @@
-"""The websocket connection behind a shard: a small interface over ``websockets``.
+"""The websocket connection behind a shard: an ``asyncio.Protocol`` with our own reader.
 
-``Connection.open(url, ssl, timeout)``, then ``recv()`` whole messages, ``send(text)``,
-``close(code, reason)``. A closed connection raises :class:`ConnectionGone` carrying the
-close code received (None for a TCP drop without a close frame, which the shard treats as
-1006). The fast-path issue replaces the receive side without touching the shard.
+The opening handshake (HTTP upgrade, key check) and outgoing frames (masked) come from
+``websockets``' sans-I/O ``ClientProtocol``. Incoming bytes go through the selected
+:class:`~gateway._speedups.FrameReader` (Cython or pure) straight into a queue of whole
+messages; the shard pops them without a task or a future per message. Ping gets pong, a
+close frame gets its echo, and a TCP drop is a close without a frame (code None, which the
+shard treats as 1006). A framing violation is queued as a :class:`FrameError` in its place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl as ssl_module
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.protocol import State
+from websockets.uri import WebSocketURI, parse_uri
 
+from ._speedups import FrameError, FrameReader
 from .config import USER_AGENT
 
-__all__ = ["Connection", "ConnectionGone", "QuietLogger"]
+__all__ = ["Connection", "ConnectionGone", "FrameError", "QuietLogger"]
+
+#: Pause reading when this many messages wait unread; resume below half of it.
+HIGH_WATER = 4096
+#: The longest HTTP response head accepted during the handshake.
+MAX_HEAD = 64 * 1024
+#: Seconds to wait for the server's side of a closing handshake.
+CLOSE_TIMEOUT = 5.0
 
 
 class QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -43,11 +58,23 @@ class ConnectionGone(Exception):
         self.reason = reason
 
 
-class Connection:
-    """One websocket connection to the gateway."""
+class Connection(asyncio.Protocol):
+    """One websocket connection to the gateway (client side)."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
+    def __init__(self, uri: WebSocketURI, max_size: int | None, on_data: Callable[[], None]):
+        self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
+        self._reader = FrameReader(max_size or 0)
+        self._on_data = on_data
+        self._messages: deque[bytes | FrameError] = deque()
+        self._transport: asyncio.Transport | None = None
+        self._head = bytearray()
+        self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._open = False
+        self._paused = False
+        self._close_sent = False
+        self._close_code: int | None = None
+        self._close_reason = ""
 
     @classmethod
     async def open(
@@ -57,59 +84,181 @@ class Connection:
         ssl: ssl_module.SSLContext | None,
         timeout: float,
         max_size: int | None = None,
+        on_data: Callable[[], None] = lambda: None,
     ) -> Connection:
-        """Connect (TLS for ``wss://``); raise OSError/TimeoutError/InvalidHandshake on failure."""
-        ws = await connect(
-            url,
-            ssl=ssl if url.startswith("wss://") else None,
-            compression=None,
-            max_size=max_size,
-            ping_interval=None,
-            proxy=None,
-            open_timeout=timeout,
-            close_timeout=5,
-            user_agent_header=USER_AGENT,
-            logger=_LOGGER,
-        )
-        return cls(ws)
+        """Connect and upgrade; raise OSError/TimeoutError/InvalidHandshake on failure.
 
-    async def recv(self) -> bytes | str:
-        """The next whole message: bytes for binary frames and, undecoded, for text frames."""
-        try:
-            return await self._ws.recv(decode=False)
-        except websockets.ConnectionClosed as exc:
-            raise self._gone(exc) from None
+        ``on_data`` is called whenever messages arrive or the connection ends.
+        """
+        uri = parse_uri(url)
+        loop = asyncio.get_running_loop()
 
-    def _gone(self, exc: websockets.ConnectionClosed) -> ConnectionGone:
-        rcvd = exc.rcvd
-        if rcvd is None:
-            return ConnectionGone(None)
-        return ConnectionGone(rcvd.code, rcvd.reason)
+        async def connect() -> Connection:
+            transport, conn = await loop.create_connection(
+                lambda: cls(uri, max_size, on_data),
+                uri.host,
+                uri.port,
+                ssl=ssl if uri.secure else None,
+                server_hostname=uri.host if uri.secure else None,
+            )
+            try:
+                await conn._handshake
+            except BaseException:
+                transport.abort()
+                raise
+            return conn
 
-    async def send(self, text: str) -> None:
-        """Send one text frame."""
-        try:
-            await self._ws.send(text)
-        except websockets.ConnectionClosed as exc:
-            raise self._gone(exc) from None
+        return await asyncio.wait_for(connect(), timeout)
+
+    # ---- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        request = self._client.connect()
+        request.headers["User-Agent"] = USER_AGENT
+        self._client.send_request(request)
+        self._write_pending()
+
+    def data_received(self, data: bytes) -> None:
+        if self._open:
+            self._frames(data)
+        else:
+            self._handshake_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._handshake.done():
+            self._handshake.set_exception(
+                exc or ConnectionError("connection closed during handshake")
+            )
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._on_data()
+
+    # ---- handshake ------------------------------------------------------------------------
+
+    def _handshake_data(self, data: bytes) -> None:
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > MAX_HEAD:
+                self._fail_handshake(websockets.InvalidHandshake("HTTP response head too long"))
+            return
+        head, rest = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
+        self._head = bytearray()
+        status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        if status.split(" ")[1:2] != ["101"]:
+            message = f"server rejected WebSocket connection: {status}"
+            self._fail_handshake(websockets.InvalidHandshake(message))
+            return
+        self._client.receive_data(head)
+        self._client.events_received()
+        exc = self._client.handshake_exc
+        if exc is None and self._client.state is not State.OPEN:
+            exc = websockets.InvalidHandshake("incomplete handshake response")
+        if exc is not None:
+            self._fail_handshake(exc)
+            return
+        self._open = True
+        self._handshake.set_result(None)
+        if rest:
+            self._frames(rest)
+
+    def _fail_handshake(self, exc: Exception) -> None:
+        if not self._handshake.done():
+            self._handshake.set_exception(exc)
+        if self._transport is not None:
+            self._transport.abort()
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    def _frames(self, data: bytes) -> None:
+        reader = self._reader
+        delivered = False
+        for opcode, payload in reader.feed(data):
+            if opcode <= 2:
+                self._messages.append(payload)
+                delivered = True
+            elif opcode == 9:
+                self._client.send_pong(payload)
+                self._write_pending()
+            elif opcode == 8:
+                self._close_received(payload)
+        if reader.error is not None:
+            self._messages.append(reader.error)
+            delivered = True
+            if self._transport is not None:
+                self._transport.pause_reading()  # nothing more can be read from this stream
+        if delivered:
+            if len(self._messages) > HIGH_WATER and not self._paused and self._transport:
+                self._paused = True
+                self._transport.pause_reading()
+            self._on_data()
+
+    def _close_received(self, payload: bytes) -> None:
+        if len(payload) >= 2:
+            self._close_code = int.from_bytes(payload[:2], "big")
+            self._close_reason = payload[2:].decode(errors="replace")
+        else:
+            self._close_code = 1005  # a close frame without a status code (RFC 6455 7.1.5)
+        if not self._close_sent:  # echo it, then the server ends TCP
+            self._close_sent = True
+            with contextlib.suppress(websockets.WebSocketException):
+                self._client.send_close(self._close_code if len(payload) >= 2 else None)
+            self._write_pending()
+        if self._transport is not None:
+            self._transport.close()
+
+    def pop(self) -> bytes | FrameError | None:
+        """The next whole message (or a framing error in its place); None if none yet.
+
+        Raises :class:`ConnectionGone` once every message before the end has been popped.
+        """
+        messages = self._messages
+        if messages:
+            item = messages.popleft()
+            if self._paused and len(messages) < HIGH_WATER // 2 and self._transport is not None:
+                self._paused = False
+                self._transport.resume_reading()
+            return item
+        if self._lost.done() or self._close_code is not None:
+            raise ConnectionGone(self._close_code, self._close_reason)
+        return None
+
+    # ---- sending --------------------------------------------------------------------------
+
+    def _write_pending(self) -> None:
+        data = self._client.data_to_send()
+        if self._transport is not None and not self._transport.is_closing():
+            for chunk in data:
+                if chunk:
+                    self._transport.write(chunk)
+
+    def send(self, text: str) -> None:
+        """Send one text frame; raise :class:`ConnectionGone` if the connection is closing."""
+        if self._close_sent or self._lost.done():
+            raise ConnectionGone(self._close_code, self._close_reason)
+        self._client.send_text(text.encode())
+        self._write_pending()
 
     async def close(self, code: int, reason: str = "") -> None:
-        """Close with ``code`` and wait (bounded) for the closing handshake."""
+        """Close with ``code`` and wait (bounded) for the server to end the connection."""
+        if not self._close_sent and not self._lost.done():
+            self._close_sent = True
+            with contextlib.suppress(websockets.WebSocketException):
+                self._client.send_close(code, reason)
+            self._write_pending()
+            if self._transport is not None:
+                if self._reader.error is not None:
+                    self._transport.close()  # the stream is unreadable: do not wait for an echo
+                else:
+                    self._transport.resume_reading()  # to read the server's close frame
         try:
-            await asyncio.wait_for(self._ws.close(code, reason), 6)
-        except (TimeoutError, OSError, websockets.WebSocketException):
+            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)
+        except TimeoutError:
             self.abort()
 
     def abort(self) -> None:
         """Drop the TCP connection at once."""
-        transport = self._ws.transport
-        if transport is not None:
-            transport.abort()
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received, once closed."""
-        rcvd = (
-            self._ws.close_rcvd if hasattr(self._ws, "close_rcvd") else self._ws.protocol.close_rcvd
-        )
-        return rcvd.code if rcvd is not None else None
+        if self._transport is not None:
+            self._transport.abort()

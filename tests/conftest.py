@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ def payload_names() -> list[str]:
 
 
 @pytest.fixture(params=sorted(_speedups.twins()))
-def speedups(request: pytest.FixtureRequest) -> ModuleType:
+def speedups(request: pytest.FixtureRequest) -> SimpleNamespace:
     """Each available implementation of the speedups (pure Python, and Cython when built)."""
     return _speedups.twins()[request.param]
 

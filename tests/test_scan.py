@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ def expected(payload: Any) -> tuple[Any, Any, Any]:
 
 
 @pytest.mark.parametrize("name", [n for n in payload_names() if not n.startswith("http_")])
-def test_corpus(speedups: ModuleType, name: str) -> None:
+def test_corpus(speedups: SimpleNamespace, name: str) -> None:
     raw = (PAYLOADS / f"{name}.json").read_bytes()
     assert speedups.scan(raw) == expected(json.loads(raw))
 
@@ -43,7 +43,7 @@ def test_corpus(speedups: ModuleType, name: str) -> None:
         ),
     ],
 )
-def test_shapes(speedups: ModuleType, raw: bytes, result: tuple[Any, ...]) -> None:
+def test_shapes(speedups: SimpleNamespace, raw: bytes, result: tuple[Any, ...]) -> None:
     assert speedups.scan(raw) == result
 
 
@@ -66,12 +66,12 @@ def test_shapes(speedups: ModuleType, raw: bytes, result: tuple[Any, ...]) -> No
         b'{"a":',
     ],
 )
-def test_errors(speedups: ModuleType, raw: bytes) -> None:
+def test_errors(speedups: SimpleNamespace, raw: bytes) -> None:
     with pytest.raises(ScanError):
         speedups.scan(raw)
 
 
-def _outcome(module: ModuleType, raw: bytes) -> Any:
+def _outcome(module: SimpleNamespace, raw: bytes) -> Any:
     try:
         return module.scan(raw)
     except ScanError as exc:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import importlib
 import os
-from types import ModuleType
+from types import SimpleNamespace
 
-from . import _scan_py
-from ._errors import ScanError
+from . import _frames_py, _scan_py
+from ._errors import FrameError, ScanError
 
-__all__ = ["BACKEND", "ScanError", "scan", "env_flag", "twins"]
+__all__ = ["BACKEND", "FrameError", "FrameReader", "ScanError", "scan", "env_flag", "twins"]
+
+#: The compiled twins, each beside its pure module of the same stem.
+_COMPILED = ("gateway._speedups._scan_c", "gateway._speedups._frames_c")
 
 
 def env_flag(name: str) -> bool:
@@ -30,7 +33,12 @@ def env_flag(name: str) -> bool:
     raise ImportError(f"{name}={value!r} is not valid: use 1 (on) or 0 / unset (off)")
 
 
-def _load_compiled() -> ModuleType | None:
+def _import_compiled() -> SimpleNamespace:
+    scan_c, frames_c = (importlib.import_module(name) for name in _COMPILED)
+    return SimpleNamespace(scan=scan_c.scan, FrameReader=frames_c.FrameReader)
+
+
+def _load_compiled() -> SimpleNamespace | None:
     require = env_flag("GATEWAY_REQUIRE_EXTENSIONS")
     if env_flag("GATEWAY_NO_EXTENSIONS"):
         if require:
@@ -39,7 +47,7 @@ def _load_compiled() -> ModuleType | None:
             )
         return None
     try:
-        compiled = importlib.import_module("gateway._speedups._scan_c")
+        compiled = _import_compiled()
     except ImportError as exc:
         if require:
             raise ImportError(
@@ -53,14 +61,17 @@ def _load_compiled() -> ModuleType | None:
 
 _compiled = _load_compiled()
 BACKEND: str = "python" if _compiled is None else "cython"
-scan = _scan_py.scan if _compiled is None else _compiled.scan
+_PURE = SimpleNamespace(scan=_scan_py.scan, FrameReader=_frames_py.FrameReader)
+_chosen = _PURE if _compiled is None else _compiled
+scan = _chosen.scan
+FrameReader = _chosen.FrameReader
 
 
-def twins() -> dict[str, ModuleType]:
-    """Every available implementation of the scanner, by backend name (for tests)."""
-    found: dict[str, ModuleType] = {"python": _scan_py}
+def twins() -> dict[str, SimpleNamespace]:
+    """Every available implementation (``.scan``, ``.FrameReader``) by backend name."""
+    found = {"python": _PURE}
     try:
-        found["cython"] = importlib.import_module("gateway._speedups._scan_c")
+        found["cython"] = _import_compiled()
     except ImportError:
         pass
     return found

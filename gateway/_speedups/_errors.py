@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ScanError"]
+__all__ = ["ScanError", "FrameError"]
 
 
 class ScanError(ValueError):
@@ -10,3 +10,15 @@ class ScanError(ValueError):
 
     ``args`` is ``(message, position)``, identical in both implementations.
     """
+
+
+class FrameError(ValueError):
+    """The server broke the websocket framing rules (RFC 6455 5.2).
+
+    ``args`` is ``(message, close_code)``: 1002 protocol error, 1009 message too big.
+    """
+
+    @property
+    def close_code(self) -> int:
+        code: int = self.args[1]
+        return code

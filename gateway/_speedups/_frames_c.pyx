@@ -1,0 +1,133 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled frame reader: twin of ``_frames_py.py`` (same messages, same errors)."""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING
+
+from ._errors import FrameError
+
+__all__ = ["FrameReader", "FrameError"]
+
+
+cdef class FrameReader:
+    """Incremental frame decoder for one connection. ``max_size`` 0 means no limit."""
+
+    cdef public object max_size
+    cdef public object error
+    cdef public bint closed
+    cdef bytearray _buf
+    cdef int _frag_op
+    cdef list _frags
+    cdef unsigned long long _frag_size
+    cdef unsigned long long _max
+
+    def __init__(self, max_size=0):
+        self.max_size = max_size
+        self._max = max_size
+        self.error = None
+        self.closed = False
+        self._buf = bytearray()
+        self._frag_op = 0
+        self._frags = []
+        self._frag_size = 0
+
+    def feed(self, bytes data not None):
+        cdef list out = []
+        cdef Py_ssize_t pos
+        cdef bint buffered
+        if self.error is not None or self.closed:
+            return out
+        buffered = len(self._buf) > 0
+        try:
+            if buffered:
+                self._buf += data
+                pos = self._parse(<const unsigned char*> PyByteArray_AS_STRING(self._buf),
+                                  len(self._buf), out)
+            else:
+                pos = self._parse(<const unsigned char*> data, len(data), out)
+        except FrameError as exc:
+            self.error = exc
+            self._buf = bytearray()
+            return out
+        if buffered:
+            del self._buf[:pos]
+        elif pos < len(data):
+            self._buf = bytearray(data[pos:])
+        return out
+
+    cdef Py_ssize_t _parse(self, const unsigned char* data, Py_ssize_t end, list out) except -1:
+        cdef Py_ssize_t pos = 0, head, start
+        cdef unsigned char b0, b1
+        cdef int op
+        cdef bint fin
+        cdef unsigned long long n
+        cdef int i
+        cdef bytes payload
+        while end - pos >= 2 and not self.closed:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            op = b0 & 0x0F
+            fin = (b0 & 0x80) != 0
+            if b0 & 0x70:
+                raise FrameError("reserved bits set (no extension was negotiated)", 1002)
+            if b1 & 0x80:
+                raise FrameError("masked frame from the server", 1002)
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n = (<unsigned long long> data[pos + 2] << 8) | data[pos + 3]
+                head = 4
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n = 0
+                for i in range(8):
+                    n = (n << 8) | data[pos + 2 + i]
+                if n >> 63:
+                    raise FrameError("frame length has the most significant bit set", 1002)
+                head = 10
+            self._check(op, fin, n)
+            if <unsigned long long> (end - pos - head) < n:
+                break
+            start = pos + head
+            payload = PyBytes_FromStringAndSize(<const char*> data + start, <Py_ssize_t> n)
+            pos = start + <Py_ssize_t> n
+            if op >= 8:
+                out.append((op, payload))
+                if op == 8:
+                    self.closed = True
+            elif op != 0 and fin:
+                out.append((op, payload))
+            else:
+                if op != 0:
+                    self._frag_op = op
+                self._frags.append(payload)
+                self._frag_size += n
+                if fin:
+                    out.append((self._frag_op, b"".join(self._frags)))
+                    self._frag_op = 0
+                    self._frags = []
+                    self._frag_size = 0
+        return pos
+
+    cdef int _check(self, int op, bint fin, unsigned long long n) except -1:
+        if op >= 8:
+            if op > 10:
+                raise FrameError(f"unknown opcode {op}", 1002)
+            if not fin:
+                raise FrameError("fragmented control frame", 1002)
+            if n > 125:
+                raise FrameError("control frame payload over 125 bytes", 1002)
+            return 0
+        if op == 0:
+            if not self._frag_op:
+                raise FrameError("continuation frame outside a fragmented message", 1002)
+        elif op > 2:
+            raise FrameError(f"unknown opcode {op}", 1002)
+        elif self._frag_op:
+            raise FrameError("new data frame inside a fragmented message", 1002)
+        if self._max and self._frag_size + n > self._max:
+            raise FrameError(f"message over the {self.max_size} byte limit", 1009)
+        return 0

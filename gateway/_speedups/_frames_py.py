@@ -1,0 +1,117 @@
+"""Server-to-client websocket frames to whole messages (RFC 6455 5.2), pure Python.
+
+Twin of ``_frames_c.pyx``: the same messages and the same errors for any byte stream, cut
+anywhere. ``feed(data)`` returns ``[(opcode, payload), ...]``: whole data messages (opcode 1
+text or 2 binary, fragments joined) and control frames (8 close, 9 ping, 10 pong) in wire
+order. A protocol violation sets :attr:`FrameReader.error` (a :class:`FrameError` with the
+close code to send) and ends reading; what came before it is still returned.
+"""
+
+from __future__ import annotations
+
+from ._errors import FrameError
+
+__all__ = ["FrameReader", "FrameError"]
+
+
+class FrameReader:
+    """Incremental frame decoder for one connection. ``max_size`` 0 means no limit."""
+
+    def __init__(self, max_size: int = 0) -> None:
+        self.max_size = max_size
+        self.error: FrameError | None = None
+        self.closed = False  # a close frame was read; later bytes are ignored
+        self._buf = bytearray()
+        self._frag_op = 0
+        self._frags: list[bytes] = []
+        self._frag_size = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        if self.error is not None or self.closed:
+            return out
+        if self._buf:
+            self._buf += data
+            view: bytes | bytearray = self._buf
+        else:
+            view = data
+        try:
+            pos = self._parse(view, out)
+        except FrameError as exc:
+            self.error = exc
+            self._buf = bytearray()
+            return out
+        if view is self._buf:
+            del self._buf[:pos]
+        elif pos < len(data):
+            self._buf = bytearray(data[pos:])
+        return out
+
+    def _parse(self, data: bytes | bytearray, out: list[tuple[int, bytes]]) -> int:
+        pos = 0
+        end = len(data)
+        while end - pos >= 2 and not self.closed:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            op = b0 & 0x0F
+            fin = b0 & 0x80
+            if b0 & 0x70:
+                raise FrameError("reserved bits set (no extension was negotiated)", 1002)
+            if b1 & 0x80:
+                raise FrameError("masked frame from the server", 1002)
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n = (data[pos + 2] << 8) | data[pos + 3]
+                head = 4
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                if n >> 63:
+                    raise FrameError("frame length has the most significant bit set", 1002)
+                head = 10
+            self._check(op, fin, n)
+            if end - pos - head < n:
+                break
+            start = pos + head
+            payload = bytes(data[start : start + n])
+            pos = start + n
+            if op >= 8:
+                out.append((op, payload))
+                if op == 8:
+                    self.closed = True
+            elif op != 0 and fin:
+                out.append((op, payload))
+            else:
+                if op != 0:
+                    self._frag_op = op
+                self._frags.append(payload)
+                self._frag_size += n
+                if fin:
+                    out.append((self._frag_op, b"".join(self._frags)))
+                    self._frag_op = 0
+                    self._frags = []
+                    self._frag_size = 0
+        return pos
+
+    def _check(self, op: int, fin: int, n: int) -> None:
+        if op >= 8:
+            if op > 10:
+                raise FrameError(f"unknown opcode {op}", 1002)
+            if not fin:
+                raise FrameError("fragmented control frame", 1002)
+            if n > 125:
+                raise FrameError("control frame payload over 125 bytes", 1002)
+            return
+        if op == 0:
+            if not self._frag_op:
+                raise FrameError("continuation frame outside a fragmented message", 1002)
+        elif op > 2:
+            raise FrameError(f"unknown opcode {op}", 1002)
+        elif self._frag_op:
+            raise FrameError("new data frame inside a fragmented message", 1002)
+        if self.max_size and self._frag_size + n > self.max_size:
+            raise FrameError(f"message over the {self.max_size} byte limit", 1009)
