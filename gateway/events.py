@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .intents import Intents
 
@@ -374,33 +374,29 @@ ALWAYS_SENT: frozenset[EventType] = frozenset(
 )
 
 
-class Event:
+class _EventFields(NamedTuple):
+    type: EventType | None
+    data: Any
+    sequence: int | None
+    name: str | None
+
+
+class Event(_EventFields):
     """One event from the gateway: ``type``, ``sequence`` (dispatches) and decoded ``data``.
 
     ``name`` is the raw dispatch name (``t``); for an event name this library does not know,
-    ``type`` is None and ``name`` says what it was.
+    ``type`` is None and ``name`` says what it was. Immutable (a named tuple: cheap to make
+    on the hot path).
     """
 
-    __slots__ = ("data", "name", "sequence", "type")
+    __slots__ = ()
 
-    type: EventType | None
-    sequence: int | None
-    data: Any
-    name: str | None
-
-    def __init__(
-        self, type: EventType | None, data: Any = None, sequence: int | None = None,
+    def __new__(
+        cls, type: EventType | None, data: Any = None, sequence: int | None = None,
         name: str | None = None,
-    ) -> None:  # fmt: skip
-        object.__setattr__(self, "type", type)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "sequence", sequence)
-        object.__setattr__(
-            self, "name", name if name is not None else (type.value if type else None)
-        )
-
-    def __setattr__(self, key: str, value: object) -> None:
-        raise AttributeError("Event is immutable")
+    ) -> Event:  # fmt: skip
+        name = name if name is not None else (type.value if type else None)
+        return tuple.__new__(cls, (type, data, sequence, name))
 
     def __repr__(self) -> str:
         return f"Event({self.name}, sequence={self.sequence})"

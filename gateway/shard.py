@@ -143,7 +143,7 @@ class Shard:
     async def next_message(self) -> Message:
         """The next raw message: ``Text`` (every payload) or ``Close``."""
         message, _ = await self._pump()
-        return message
+        return Text(message.decode()) if isinstance(message, bytes) else message
 
     async def next_event(self) -> Event:
         """The next event the shard's ``event_types`` wants.
@@ -190,7 +190,8 @@ class Shard:
         if state is ShardState.CLOSED:
             raise ReceiveMessageError(ReceiveMessageErrorKind.CLOSED, "the shard is closed")
 
-    async def _pump(self) -> tuple[Message, Event | None]:
+    async def _pump(self) -> tuple[bytes | Close, Event | None]:
+        """Drive the shard until a payload (bytes, not yet decoded to text) or a close."""
         p = self._protocol
         loop = asyncio.get_running_loop()
         while True:
@@ -200,7 +201,8 @@ class Shard:
                 await self._connect(loop)
                 continue
             now = loop.time()
-            self._flush(loop)
+            if p.wants_write:
+                self._flush(loop)
             if p.close_request is not None:
                 return await self._close_requested()
             if self._identify_task is None and p.wants_identify(now):
@@ -223,7 +225,8 @@ class Shard:
                 continue
             result = self._receive(item, now)
             if result is not None:
-                self._flush(loop)
+                if p.wants_write:
+                    self._flush(loop)
                 return result
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
@@ -237,7 +240,7 @@ class Shard:
             if timer is not None:
                 timer.cancel()
 
-    def _receive(self, raw: bytes | FrameError, now: float) -> tuple[Message, Event | None] | None:
+    def _receive(self, raw: bytes | FrameError, now: float) -> tuple[bytes, Event | None] | None:
         p = self._protocol
         if isinstance(raw, FrameError):
             self._fail(ReceiveMessageErrorKind.DESERIALIZING, raw, raw.close_code)
@@ -250,8 +253,7 @@ class Shard:
             self._fail(ReceiveMessageErrorKind.COMPRESSION, exc)
         except ValueError as exc:
             self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
-        assert payload is not None
-        return Text(payload.decode()), event
+        return payload, event
 
     def _fail(self, kind: ReceiveMessageErrorKind, exc: Exception, code: int = 4000) -> NoReturn:
         """Bad data: close (keeping the session), reconnect and resume; tell the caller."""
@@ -302,7 +304,7 @@ class Shard:
         self._inflater = compression_module.create(self._config.compression)
         p.connection_opened(loop.time())
 
-    async def _close_requested(self) -> tuple[Message, Event | None]:
+    async def _close_requested(self) -> tuple[Close, Event | None]:
         p = self._protocol
         frame = p.close_request
         assert frame is not None and self._conn is not None
@@ -311,7 +313,7 @@ class Shard:
         await conn.close(frame.code, frame.reason)
         return self._connection_gone(frame.code)
 
-    def _connection_gone(self, code: int | None) -> tuple[Message, Event | None]:
+    def _connection_gone(self, code: int | None) -> tuple[Close, Event | None]:
         self._cancel_tasks()
         if self._conn is not None:
             self._conn.abort()

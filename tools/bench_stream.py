@@ -21,7 +21,17 @@ import json
 import sys
 from typing import Any
 
-from benchlib import TOKEN, Clock, emulator, machine, raise_fd_limit, rss, run_worker, table
+from benchlib import (
+    TOKEN,
+    Clock,
+    emulator,
+    hikari_shard,
+    machine,
+    raise_fd_limit,
+    rss,
+    run_worker,
+    table,
+)
 
 QUIET = 0.5  # seconds without an event that count as "idle"
 
@@ -51,36 +61,14 @@ async def ours_idle(shards: int, api: str) -> dict[str, Any]:
 
 
 async def hikari_idle(shards: int, url: str) -> dict[str, Any]:
-    import hikari
-    from hikari.impl import config as hconfig
-    from hikari.impl import shard as hshard
-
-    class Manager:
-        def consume_raw_event(self, name: str, shard: object, data: object) -> None:
-            pass
-
     gc.collect()
     base = rss()
     clock = Clock()
-    manager = Manager()
-    group = [
-        hshard.GatewayShardImpl(
-            intents=hikari.Intents.GUILDS,
-            shard_id=n,
-            shard_count=shards,
-            http_settings=hconfig.HTTPSettings(),
-            proxy_settings=hconfig.ProxySettings(),
-            event_manager=manager,  # type: ignore[arg-type]
-            event_factory=None,  # type: ignore[arg-type]
-            token=TOKEN,
-            url=url,
-            compression=hikari.api.GatewayCompression.TRANSPORT_ZLIB_STREAM,
-        )
-        for n in range(shards)
-    ]
+    group = [hikari_shard(url, n, shards, 1) for n in range(shards)]
     await asyncio.gather(*(s.start() for s in group))
     startup = clock.elapsed()[0]
     await asyncio.sleep(QUIET)  # hikari polls by itself; let the GUILD_CREATEs drain
+    assert all(s.is_alive for s in group)
     gc.collect()
     return {"per_shard": (rss() - base) / shards, "startup_s": startup}
 

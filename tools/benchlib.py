@@ -132,3 +132,33 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def hikari_shard(url: str, shard_id: int, shard_count: int, intents: int,
+                 on_event: Any = None) -> Any:  # fmt: skip
+    """hikari's GatewayShardImpl with stub event manager/factory (raw events to ``on_event``).
+
+    zlib-stream like ours; hikari needs no bot object to run a shard this way.
+    """
+    import hikari
+    from hikari.impl import config as hconfig
+    from hikari.impl import shard as hshard
+
+    class Anything:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    class Manager:
+        def consume_raw_event(self, name: str, shard: object, data: object) -> None:
+            if on_event is not None:
+                on_event(name)
+
+        async def dispatch(self, event: object, **kwargs: Any) -> None:
+            pass
+
+    return hshard.GatewayShardImpl(
+        intents=hikari.Intents(intents), shard_id=shard_id, shard_count=shard_count,
+        http_settings=hconfig.HTTPSettings(), proxy_settings=hconfig.ProxySettings(),
+        event_manager=Manager(), event_factory=Anything(), token=TOKEN, url=url,
+        compression=hikari.api.GatewayCompression.TRANSPORT_ZLIB_STREAM,
+    )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from .corpus import MIXES
 from .emulator import GatewayEmulator
 
 __all__ = ["register"]
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--firehose", action="store_true", help="with rate 0 and --total-events: one burst"
     )
+    p.add_argument("--mix", choices=sorted(MIXES), default="default", help="traffic mix")
     p.add_argument("--identify-window", type=float, default=5.0, help="seconds per bucket")
     p.add_argument("--heartbeat-interval", type=float, default=41.25, help="seconds")
     p.add_argument("--split-frames", type=int, default=1, help="zlib frames per message")
@@ -49,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
             large_every=args.large_every,
             identify_window=args.identify_window,
             firehose=args.firehose,
+            mix=args.mix,
             heartbeat_interval=args.heartbeat_interval,
             split_frames=args.split_frames,
             seed=args.seed,

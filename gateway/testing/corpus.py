@@ -26,6 +26,8 @@ _TRAFFIC_MIX = (
     ("message_reaction_add", 8),
     ("voice_state_update", 5),
 )
+#: Named traffic mixes: ``default`` (a busy guild) and ``messages`` (~1 KB MESSAGE_CREATEs).
+MIXES = {"default": _TRAFFIC_MIX, "messages": (("message_create", 1),)}
 
 
 def load_payload(name: str) -> Any:
@@ -73,7 +75,8 @@ class Corpus:
     """A seeded stream of realistic dispatches for the guilds of one shard.
 
     ``large_every`` inserts a large GUILD_CREATE every N events (0: never); ``unknown_every``
-    inserts an event with an undocumented name every N events (0: never).
+    inserts an event with an undocumented name every N events (0: never); ``mix`` names the
+    traffic (:data:`MIXES`).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Corpus:
         variants: int = 64,
         large_every: int = 0,
         unknown_every: int = 0,
+        mix: str = "default",
     ) -> None:
         self._rng = random.Random(seed)
         self._large_every = large_every
@@ -94,8 +98,8 @@ class Corpus:
         self._unknown: list[CorpusEvent] = []
         if not guild_ids:
             return
-        names = [n for n, _ in _TRAFFIC_MIX]
-        weights = [w for _, w in _TRAFFIC_MIX]
+        names = [n for n, _ in MIXES[mix]]
+        weights = [w for _, w in MIXES[mix]]
         templates = {n: load_payload(n)["d"] for n in names}
         for i in range(variants):
             kind = self._rng.choices(names, weights)[0]

@@ -257,6 +257,7 @@ class GatewayEmulator:
         drop_guild_creates: bool = False,
         on_connect: Callable[[EmulatedConnection], Awaitable[None]] | None = None,
         firehose: bool = False,
+        mix: str = "default",
     ) -> None:
         self.host = host
         self.port = port
@@ -296,6 +297,7 @@ class GatewayEmulator:
         self.drop_guild_creates = drop_guild_creates
         self.on_connect = on_connect
         self.firehose = firehose
+        self.mix = mix
         self._hoses: dict[tuple[Any, ...], Firehose] = {}
 
         self.sessions: dict[str, EmulatedSession] = {}
@@ -844,6 +846,7 @@ class GatewayEmulator:
             seed=self.seed + session.shard[0],
             large_every=self.large_every,
             unknown_every=self.unknown_every,
+            mix=self.mix,
         )
         if not corpus:
             return

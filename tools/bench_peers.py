@@ -1,0 +1,228 @@
+"""One shard, four clients, one table: gateway (Cython), gateway (pure), hikari, discord.py.
+
+    pip install '.[fast,bench]' && python tools/bench_peers.py [--events 200000]
+
+The emulator runs in its own process and streams the same seeded corpus to each client in
+turn (firehose mode: pre-built zlib-stream frames, faster than any client reads). Each
+client runs in a fresh process. Scenarios: ``messages`` (~1 KB MESSAGE_CREATEs) and ``mix``
+(a busy guild's mix with a ~300 KB GUILD_CREATE every 100 events). Columns: events/s
+from the first traffic event to the last, CPU seconds of the client process, peak RSS, and
+the ratio of events/s to hikari's. A peer that is not installed is listed as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import sys
+import time
+import zlib
+from typing import Any
+
+from benchlib import TOKEN, Clock, emulator, hikari_shard, machine, peak_rss, run_worker, table
+
+SCENARIOS = {
+    "messages": {"mix": "messages", "large_every": 0},
+    "mix": {"mix": "default", "large_every": 100},
+}
+INTENTS = (1 << 0) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 15)  # + presences
+STARTUP = ("READY", "GUILD_CREATE")
+
+
+class Meter:
+    """Counts traffic events; the clock starts at the first one after READY/GUILD_CREATE."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+        self.clock: Clock | None = None
+        self.result: tuple[float, float] | None = None
+
+    def event(self, name: str | None) -> bool:
+        """Record one dispatch; True once ``total`` traffic events were seen."""
+        if self.clock is None:
+            if name in STARTUP:
+                return False
+            self.clock = Clock()
+        self.count += 1
+        if self.count >= self.total:
+            self.result = self.clock.elapsed()
+            return True
+        return False
+
+    def report(self) -> dict[str, Any]:
+        assert self.result is not None
+        wall, cpu = self.result
+        return {"events": self.count, "events_per_s": self.count / wall, "cpu_s": cpu,
+                "peak_rss_mib": peak_rss() / 2**20}  # fmt: skip
+
+
+# ---- workers ------------------------------------------------------------------------------------
+
+
+async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
+    from gateway import Config, EventTypeFlags, InMemoryQueue, Intents, Shard, ShardId
+
+    flags = EventTypeFlags.ALL if wanted == "all" else (
+        EventTypeFlags.parse(wanted) | EventTypeFlags.GATEWAY_HEARTBEAT_ACK)  # fmt: skip
+    config = Config(TOKEN, Intents(INTENTS), gateway_url=url, queue=InMemoryQueue(0),
+                    event_types=flags | EventTypeFlags.READY)  # fmt: skip
+    shard = Shard(ShardId(0, 1), config=config)
+    meter = Meter(total)
+    if wanted == "all":
+        while True:
+            event = await shard.next_event()
+            if event.sequence is not None and meter.event(event.name):
+                return meter.report()
+    # Filtered: unwanted events are never returned, so measure by the session's sequence.
+    start_seq = last_seq = 0
+    start = last = None
+    while True:
+        event = await shard.next_event()
+        session = shard.session
+        if session is None or event.name == "READY":
+            continue
+        if start is None:
+            start, start_seq = Clock(), session.sequence
+        if event.sequence is not None:
+            last, last_seq = start.elapsed(), session.sequence
+        if session.sequence - start_seq >= total - 1 and last is not None:
+            break
+    assert last is not None
+    return {"events": last_seq - start_seq, "events_per_s": (last_seq - start_seq) / last[0],
+            "cpu_s": last[1], "peak_rss_mib": peak_rss() / 2**20}  # fmt: skip
+
+
+async def hikari_worker(url: str, total: int) -> dict[str, Any]:
+    meter = Meter(total)
+    done = asyncio.Event()
+
+    def on_event(name: str) -> None:
+        if meter.event(name):
+            done.set()
+
+    shard = hikari_shard(url, 0, 1, INTENTS, on_event)
+    await shard.start()
+    await done.wait()
+    report = meter.report()
+    await shard.close()
+    return report
+
+
+class _ZlibContext:
+    """discord.py's own zlib-stream context (used when zstandard is absent), verbatim logic."""
+
+    COMPRESSION_TYPE = "zlib-stream"
+
+    def __init__(self) -> None:
+        self.context = zlib.decompressobj()
+        self._buffer = bytearray()
+
+    def decompress(self, data: bytes) -> str | None:
+        self._buffer.extend(data)
+        if len(data) < 4 or data[-4:] != b"\x00\x00\xff\xff":
+            return None
+        msg = self.context.decompress(self._buffer)
+        self._buffer = bytearray()
+        return msg.decode("utf-8")
+
+
+async def discordpy_worker(url: str, total: int) -> dict[str, Any]:
+    import aiohttp
+    import discord
+    import discord.utils
+    import yarl
+    from discord.gateway import DiscordWebSocket
+
+    discord.utils._ActiveDecompressionContext = _ZlibContext  # type: ignore[assignment,misc]
+    client = discord.Client(intents=discord.Intents._from_value(INTENTS))
+    await client._async_setup_hook()
+    client.http.token = TOKEN
+    client.http._HTTPClient__session = aiohttp.ClientSession()  # type: ignore[attr-defined]
+    meter = Meter(total)
+
+    def dispatch(event: str, *args: Any) -> None:
+        if event == "socket_event_type":
+            meter.event(args[0])
+
+    client.dispatch = dispatch  # type: ignore[method-assign]
+    ws = await DiscordWebSocket.from_client(client, gateway=yarl.URL(url), initial=True)
+    while meter.result is None:
+        await ws.poll_event()
+    report = meter.report()
+    await ws.close()
+    await client.http._HTTPClient__session.close()  # type: ignore[attr-defined]
+    return report
+
+
+def worker(argv: list[str]) -> None:
+    kind, url, total, *rest = argv
+    if kind == "ours":
+        result = asyncio.run(ours(url, int(total), rest[0] if rest else "all"))
+    elif kind == "hikari":
+        result = asyncio.run(hikari_worker(url, int(total)))
+    else:
+        result = asyncio.run(discordpy_worker(url, int(total)))
+    print(json.dumps(result))
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+PEERS = [
+    ("gateway (Cython)", "ours", {}, None),
+    ("gateway (pure)", "ours", {"GATEWAY_NO_EXTENSIONS": "1"}, None),
+    ("hikari", "hikari", {}, "hikari"),
+    ("discord.py", "discordpy", {}, "discord"),
+]
+
+
+def measure(scenario: str, events: int, label: str, kind: str, env: dict[str, str],
+            wanted: str = "all") -> dict[str, Any]:  # fmt: skip
+    options = SCENARIOS[scenario]
+    startup = 10  # READY + the GUILD_CREATEs of 8 guilds, with room to spare
+    with emulator(guilds=8, events_per_second=0, total_events=events + startup, firehose=True,
+                  heartbeat_interval=1.0, **options) as emu:  # fmt: skip
+        args = [kind, emu.url, events - 20]
+        if kind == "ours":
+            args.append(wanted)
+        return {"client": label, **run_worker("bench_peers.py", *args, env=env)}
+
+
+def run(scenarios: list[str], events: int, peers: list[tuple[str, str, dict[str, str], str | None]],
+        extra: list[tuple[str, str, dict[str, str], str]] = ()) -> None:  # type: ignore[assignment]  # fmt: skip
+    print(f"# {machine()}; {events:,} events per run, emulator in its own process\n")
+    for scenario in scenarios:
+        rows = []
+        for label, kind, env, module in peers:
+            if module and not importlib.util.find_spec(module):
+                rows.append({"client": f"{label}: not installed (pip install '.[bench]')"})
+                continue
+            rows.append(measure(scenario, events, label, kind, env))
+        for label, kind, env, wanted in extra:
+            rows.append(measure(scenario, events, label, kind, env, wanted))
+        base = next((r for r in rows if r["client"] == "hikari"), None)
+        for row in rows:
+            if base is not None and "events_per_s" in row:
+                row["x hikari"] = row["events_per_s"] / base["events_per_s"]
+        print(f"scenario: {scenario}")
+        print(table(rows, ["client", "events_per_s", "cpu_s", "peak_rss_mib", "x hikari"]))
+        print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    run(args.scenario or list(SCENARIOS), args.events, PEERS)
+    print(f"(took {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+    else:
+        main()
