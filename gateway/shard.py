@@ -32,7 +32,7 @@ from .queue import default_queue
 from .session import Session
 from .shard_id import ShardId
 from .state import ShardState
-from .transport import Connection, ConnectionGone, FrameError
+from .transport import CompressionError, Connection, ConnectionGone, FrameError
 
 __all__ = ["Shard"]
 
@@ -74,7 +74,8 @@ class Shard:
         self._config = config
         self._protocol = ShardProtocol(shard_id, config, rng=rng)
         self._conn: Connection | None = None
-        self._inflater: compression_module.Inflater = compression_module.NoInflater()
+        self._raw_payloads = compression_module.NoInflater()  # without transport compression
+        self._inflated = False  # whether the transport inflates
         self._identify_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._ssl: ssl_module.SSLContext | None = config.ssl
@@ -240,16 +241,17 @@ class Shard:
             if timer is not None:
                 timer.cancel()
 
-    def _receive(self, raw: bytes | FrameError, now: float) -> tuple[bytes, Event | None] | None:
-        p = self._protocol
+    def _receive(
+        self, raw: bytes | FrameError | CompressionError, now: float
+    ) -> tuple[bytes, Event | None] | None:
         if isinstance(raw, FrameError):
             self._fail(ReceiveMessageErrorKind.DESERIALIZING, raw, raw.close_code)
         try:
-            payload = self._inflater.feed(raw)
-            if payload is None:
-                return None
-            event = p.receive(payload, now)
-        except compression_module.CompressionError as exc:
+            if isinstance(raw, CompressionError):
+                raise raw
+            payload = raw if self._inflated else self._raw_payloads.feed(raw)
+            event = self._protocol.receive(payload, now)
+        except CompressionError as exc:
             self._fail(ReceiveMessageErrorKind.COMPRESSION, exc)
         except ValueError as exc:
             self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
@@ -291,17 +293,18 @@ class Shard:
         url = p.connect_url()
         if self._ssl is None and url.startswith("wss://"):
             self._ssl = backends.create_ssl_context()
+        inflater = compression_module.create(self._config.compression)
         try:
             conn = await Connection.open(
                 url, ssl=self._ssl, timeout=self._config.connect_timeout,
-                max_size=self._config.max_message_size, on_data=self._wake,
+                max_size=self._config.max_message_size, on_data=self._wake, inflater=inflater,
             )  # fmt: skip
         except _CONNECT_ERRORS as exc:
             log.warning("shard %s: connecting failed: %s", self._id, exc)
             p.connect_failed()
             return
         self._conn = conn
-        self._inflater = compression_module.create(self._config.compression)
+        self._inflated = inflater is not None
         p.connection_opened(loop.time())
 
     async def _close_requested(self) -> tuple[Close, Event | None]:

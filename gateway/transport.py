@@ -5,7 +5,8 @@ The opening handshake (HTTP upgrade, key check) and outgoing frames (masked) com
 :class:`~gateway._speedups.FrameReader` (Cython or pure) straight into a queue of whole
 messages; the shard pops them without a task or a future per message. Ping gets pong, a
 close frame gets its echo, and a TCP drop is a close without a frame (code None, which the
-shard treats as 1006). A framing violation is queued as a :class:`FrameError` in its place.
+shard treats as 1006). A framing violation or corrupt compressed data is queued as a
+:class:`FrameError` / :class:`CompressionError` in the message's place.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
-from ._speedups import FrameError, FrameReader
+from ._speedups import CompressionError, FrameError, FrameReader
+from .compression import Inflater
 from .config import USER_AGENT
 
-__all__ = ["Connection", "ConnectionGone", "FrameError", "QuietLogger"]
+__all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "QuietLogger"]
 
 #: Pause reading when this many messages wait unread; resume below half of it.
 HIGH_WATER = 4096
@@ -61,11 +63,13 @@ class ConnectionGone(Exception):
 class Connection(asyncio.Protocol):
     """One websocket connection to the gateway (client side)."""
 
-    def __init__(self, uri: WebSocketURI, max_size: int | None, on_data: Callable[[], None]):
+    def __init__(
+        self, uri: WebSocketURI, max_size: int | None, on_data: Callable[[], None], inflater: Any
+    ) -> None:
         self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
-        self._reader = FrameReader(max_size or 0)
+        self._reader = FrameReader(max_size or 0, inflater)
         self._on_data = on_data
-        self._messages: deque[bytes | FrameError] = deque()
+        self._messages: deque[bytes | FrameError | CompressionError] = deque()
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
         self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -85,17 +89,19 @@ class Connection(asyncio.Protocol):
         timeout: float,
         max_size: int | None = None,
         on_data: Callable[[], None] = lambda: None,
+        inflater: Inflater | None = None,
     ) -> Connection:
         """Connect and upgrade; raise OSError/TimeoutError/InvalidHandshake on failure.
 
-        ``on_data`` is called whenever messages arrive or the connection ends.
+        ``on_data`` is called whenever messages arrive or the connection ends; messages
+        come out through ``inflater`` (see :mod:`gateway.compression`) when one is given.
         """
         uri = parse_uri(url)
         loop = asyncio.get_running_loop()
 
         async def connect() -> Connection:
             transport, conn = await loop.create_connection(
-                lambda: cls(uri, max_size, on_data),
+                lambda: cls(uri, max_size, on_data, inflater),
                 uri.host,
                 uri.port,
                 ssl=ssl if uri.secure else None,
@@ -209,8 +215,8 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def pop(self) -> bytes | FrameError | None:
-        """The next whole message (or a framing error in its place); None if none yet.
+    def pop(self) -> bytes | FrameError | CompressionError | None:
+        """The next whole message (or the error met in its place); None if none yet.
 
         Raises :class:`ConnectionGone` once every message before the end has been popped.
         """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -498,3 +499,40 @@ async def test_command_line_serves_until_interrupted() -> None:
     await client.ws.close()
     proc.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(proc.wait(), 20) in (0, 130)
+
+
+def test_firehose_chunks_accept_messages_between_them() -> None:
+    """What lets the emulator ACK heartbeats mid-burst: chunks end with a full flush."""
+    from gateway.testing.corpus import Corpus
+    from gateway.testing.firehose import build
+
+    hose = build(
+        Corpus([1 << 22], seed=1), lambda e: True,
+        lambda e, s: b'{"t":"%s","s":%d,"op":0,"d":%s}' % (e.name.encode(), s, e.data),
+        1, 30_000, "zlib-stream",
+    )  # fmt: skip
+    assert len(hose.chunks) > 2
+    inflate = zlib.decompressobj()
+    start = zlib.compressobj()  # the connection's own stream, before the burst
+    out = [inflate.decompress(start.compress(b'{"op":10}') + start.flush(zlib.Z_SYNC_FLUSH))]
+    for chunk in hose.chunks:
+        out.append(inflate.decompress(_payloads_of(chunk)))
+        ack = zlib.compressobj(wbits=-15)  # as the emulator sends between chunks
+        out.append(inflate.decompress(ack.compress(b'{"op":11}') + ack.flush(zlib.Z_SYNC_FLUSH)))
+    text = b"".join(out)
+    assert text.count(b'{"op":11}') == len(hose.chunks)
+    assert all(p in text for p in hose.payloads[:: len(hose.payloads) // 50])
+
+
+def _payloads_of(chunk: bytes) -> bytes:
+    """The concatenated payloads of a run of unmasked server frames (7/16/64-bit lengths)."""
+    out, pos = bytearray(), 0
+    while pos < len(chunk):
+        n, head = chunk[pos + 1] & 0x7F, 2
+        if n == 126:
+            n, head = int.from_bytes(chunk[pos + 2 : pos + 4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(chunk[pos + 2 : pos + 10], "big"), 10
+        out += chunk[pos + head : pos + head + n]
+        pos += head + n
+    return bytes(out)

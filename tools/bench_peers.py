@@ -74,6 +74,8 @@ async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
     if wanted == "all":
         while True:
             event = await shard.next_event()
+            if event.name == "GATEWAY_CLOSE":
+                raise RuntimeError(f"the connection closed mid-run: {event.data}")
             if event.sequence is not None and meter.event(event.name):
                 return meter.report()
     # Filtered: unwanted events are never returned, so measure by the session's sequence.

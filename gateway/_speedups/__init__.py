@@ -14,13 +14,27 @@ import importlib
 import os
 from types import SimpleNamespace
 
-from . import _frames_py, _scan_py
-from ._errors import FrameError, ScanError
+from . import _frames_py, _inflate_py, _scan_py
+from ._errors import CompressionError, FrameError, ScanError
 
-__all__ = ["BACKEND", "FrameError", "FrameReader", "ScanError", "scan", "env_flag", "twins"]
+__all__ = [
+    "BACKEND",
+    "CompressionError",
+    "FrameError",
+    "FrameReader",
+    "ScanError",
+    "ZlibStream",
+    "scan",
+    "env_flag",
+    "twins",
+]
 
 #: The compiled twins, each beside its pure module of the same stem.
-_COMPILED = ("gateway._speedups._scan_c", "gateway._speedups._frames_c")
+_COMPILED = (
+    "gateway._speedups._scan_c",
+    "gateway._speedups._frames_c",
+    "gateway._speedups._inflate_c",
+)
 
 
 def env_flag(name: str) -> bool:
@@ -34,8 +48,10 @@ def env_flag(name: str) -> bool:
 
 
 def _import_compiled() -> SimpleNamespace:
-    scan_c, frames_c = (importlib.import_module(name) for name in _COMPILED)
-    return SimpleNamespace(scan=scan_c.scan, FrameReader=frames_c.FrameReader)
+    scan_c, frames_c, inflate_c = (importlib.import_module(name) for name in _COMPILED)
+    return SimpleNamespace(
+        scan=scan_c.scan, FrameReader=frames_c.FrameReader, ZlibStream=inflate_c.ZlibStream
+    )
 
 
 def _load_compiled() -> SimpleNamespace | None:
@@ -61,14 +77,17 @@ def _load_compiled() -> SimpleNamespace | None:
 
 _compiled = _load_compiled()
 BACKEND: str = "python" if _compiled is None else "cython"
-_PURE = SimpleNamespace(scan=_scan_py.scan, FrameReader=_frames_py.FrameReader)
+_PURE = SimpleNamespace(
+    scan=_scan_py.scan, FrameReader=_frames_py.FrameReader, ZlibStream=_inflate_py.ZlibStream
+)
 _chosen = _PURE if _compiled is None else _compiled
 scan = _chosen.scan
 FrameReader = _chosen.FrameReader
+ZlibStream = _chosen.ZlibStream
 
 
 def twins() -> dict[str, SimpleNamespace]:
-    """Every available implementation (``.scan``, ``.FrameReader``) by backend name."""
+    """Every implementation (``.scan``, ``.FrameReader``, ``.ZlibStream``) by backend."""
     found = {"python": _PURE}
     try:
         found["cython"] = _import_compiled()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ScanError", "FrameError"]
+__all__ = ["ScanError", "FrameError", "CompressionError"]
 
 
 class ScanError(ValueError):
@@ -22,3 +22,7 @@ class FrameError(ValueError):
     def close_code(self) -> int:
         code: int = self.args[1]
         return code
+
+
+class CompressionError(ValueError):
+    """The compressed transport stream is corrupt."""

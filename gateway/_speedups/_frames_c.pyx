@@ -4,7 +4,8 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING
 
-from ._errors import FrameError
+from ._errors import CompressionError, FrameError
+from ._inflate_c cimport ZlibStream
 
 __all__ = ["FrameReader", "FrameError"]
 
@@ -20,9 +21,13 @@ cdef class FrameReader:
     cdef list _frags
     cdef unsigned long long _frag_size
     cdef unsigned long long _max
+    cdef object _inflater
+    cdef ZlibStream _zlib
 
-    def __init__(self, max_size=0):
+    def __init__(self, max_size=0, inflater=None):
         self.max_size = max_size
+        self._inflater = inflater
+        self._zlib = inflater if type(inflater) is ZlibStream else None
         self._max = max_size
         self.error = None
         self.closed = False
@@ -45,7 +50,7 @@ cdef class FrameReader:
                                   len(self._buf), out)
             else:
                 pos = self._parse(<const unsigned char*> data, len(data), out)
-        except FrameError as exc:
+        except (FrameError, CompressionError) as exc:
             self.error = exc
             self._buf = bytearray()
             return out
@@ -99,18 +104,30 @@ cdef class FrameReader:
                 if op == 8:
                     self.closed = True
             elif op != 0 and fin:
-                out.append((op, payload))
+                self._deliver(op, payload, out)
             else:
                 if op != 0:
                     self._frag_op = op
                 self._frags.append(payload)
                 self._frag_size += n
                 if fin:
-                    out.append((self._frag_op, b"".join(self._frags)))
+                    self._deliver(self._frag_op, b"".join(self._frags), out)
                     self._frag_op = 0
                     self._frags = []
                     self._frag_size = 0
         return pos
+
+    cdef int _deliver(self, int op, bytes payload, list out) except -1:
+        cdef object inflated
+        if self._zlib is not None:
+            inflated = self._zlib.feed(payload)  # a C call: no Python frame
+        elif self._inflater is not None:
+            inflated = self._inflater.feed(payload)
+        else:
+            inflated = payload
+        if inflated is not None:
+            out.append((op, inflated))
+        return 0
 
     cdef int _check(self, int op, bint fin, unsigned long long n) except -1:
         if op >= 8:

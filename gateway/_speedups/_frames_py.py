@@ -5,11 +5,17 @@ anywhere. ``feed(data)`` returns ``[(opcode, payload), ...]``: whole data messag
 text or 2 binary, fragments joined) and control frames (8 close, 9 ping, 10 pong) in wire
 order. A protocol violation sets :attr:`FrameReader.error` (a :class:`FrameError` with the
 close code to send) and ends reading; what came before it is still returned.
+
+With an ``inflater`` (anything with ``feed(bytes) -> bytes | None``, such as
+``ZlibStream``), data messages come out inflated and frames holding part of a compressed
+message yield nothing; a :class:`CompressionError` ends reading like a framing error.
 """
 
 from __future__ import annotations
 
-from ._errors import FrameError
+from typing import Any
+
+from ._errors import CompressionError, FrameError
 
 __all__ = ["FrameReader", "FrameError"]
 
@@ -17,9 +23,10 @@ __all__ = ["FrameReader", "FrameError"]
 class FrameReader:
     """Incremental frame decoder for one connection. ``max_size`` 0 means no limit."""
 
-    def __init__(self, max_size: int = 0) -> None:
+    def __init__(self, max_size: int = 0, inflater: Any = None) -> None:
         self.max_size = max_size
-        self.error: FrameError | None = None
+        self._inflater = inflater
+        self.error: FrameError | CompressionError | None = None
         self.closed = False  # a close frame was read; later bytes are ignored
         self._buf = bytearray()
         self._frag_op = 0
@@ -37,7 +44,7 @@ class FrameReader:
             view = data
         try:
             pos = self._parse(view, out)
-        except FrameError as exc:
+        except (FrameError, CompressionError) as exc:
             self.error = exc
             self._buf = bytearray()
             return out
@@ -84,18 +91,26 @@ class FrameReader:
                 if op == 8:
                     self.closed = True
             elif op != 0 and fin:
-                out.append((op, payload))
+                self._deliver(op, payload, out)
             else:
                 if op != 0:
                     self._frag_op = op
                 self._frags.append(payload)
                 self._frag_size += n
                 if fin:
-                    out.append((self._frag_op, b"".join(self._frags)))
+                    self._deliver(self._frag_op, b"".join(self._frags), out)
                     self._frag_op = 0
                     self._frags = []
                     self._frag_size = 0
         return pos
+
+    def _deliver(self, op: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
+        if self._inflater is not None:
+            inflated = self._inflater.feed(payload)
+            if inflated is None:
+                return  # part of a compressed message
+            payload = inflated
+        out.append((op, payload))
 
     def _check(self, op: int, fin: int, n: int) -> None:
         if op >= 8:

@@ -907,14 +907,16 @@ class GatewayEmulator:
         session.buffer.extend(zip(range(first, session.seq + 1), hose.payloads, strict=True))
         while len(session.buffer) > self.replay_buffer_max:
             session.buffer.popleft()
-        async with conn._send_lock:
-            for chunk in hose.chunks:
+        for chunk in hose.chunks:
+            async with conn._send_lock:
                 if conn.state != "LIVE" or session.connection is not conn:
                     return
                 conn.ws.transport.write(chunk)
-                await conn.ws.drain()
-            if conn.compress == "zlib-stream":
-                conn._zlib = zlib.compressobj(wbits=-15)  # continues after the raw burst
+                if conn.compress == "zlib-stream":
+                    # What is sent next (heartbeat ACKs between chunks, then live traffic)
+                    # must not refer back past the burst: a fresh raw compressor each time.
+                    conn._zlib = zlib.compressobj(wbits=-15)
+            await conn.ws.drain()
         session.delivered.extend(range(first, session.seq + 1))
 
 

@@ -3,8 +3,9 @@
 A Python server cannot compress and frame 100k+ messages a second, so the emulator's
 ``firehose`` mode builds the whole stream once (in a worker thread), caches it, and writes
 it to the socket in large chunks. The zlib-stream part is raw deflate, sync-flushed per
-message exactly like live traffic; it refers to no earlier data, so it can follow whatever
-the connection sent before, and the connection continues with a fresh raw compressor.
+message exactly like live traffic, with a full flush at the end of every chunk. It refers
+to no data before its chunk, so it can follow whatever the connection sent before, and
+between chunks the connection may send more (with a fresh raw compressor each time).
 """
 
 from __future__ import annotations
@@ -64,12 +65,18 @@ def build(
         payload = envelope(event, first_seq + len(payloads))
         payloads.append(payload)
         if deflate is not None:
-            frame = server_frame(deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH), 2)
+            body = deflate.compress(payload)
+            # A chunk ends with a full flush: the next chunk refers to nothing before it, so
+            # the emulator may send other messages (heartbeat ACKs) between chunks.
+            last = size + len(body) >= CHUNK
+            body += deflate.flush(zlib.Z_FULL_FLUSH if last else zlib.Z_SYNC_FLUSH)
+            frame = server_frame(body, 2)
         else:
             frame = server_frame(payload, 1)
+            last = size + len(frame) >= CHUNK
         pending.append(frame)
         size += len(frame)
-        if size >= CHUNK:
+        if last:
             chunks.append(b"".join(pending))
             total += size
             pending, size = [], 0

@@ -1,0 +1,57 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Compiled zlib-stream buffering: twin of ``_inflate_py.py`` (same output, same errors).
+
+``FrameReader`` (``_frames_c``) calls :meth:`ZlibStream.feed` as a C function, so a chunk
+of socket data goes through framing and inflating in one compiled call.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING
+
+from ._errors import CompressionError
+
+__all__ = ["ZlibStream", "CompressionError", "SUFFIX", "KEEP_BUFFER"]
+
+SUFFIX = b"\x00\x00\xff\xff"
+KEEP_BUFFER = 64 * 1024
+
+
+cdef inline bint _ends_with_suffix(const unsigned char* p, Py_ssize_t n) noexcept:
+    return n >= 4 and p[n - 4] == 0 and p[n - 3] == 0 and p[n - 2] == 0xFF and p[n - 1] == 0xFF
+
+
+cdef class ZlibStream:
+    """``feed(frame)`` returns the whole inflated message, or None until it is complete."""
+
+    def __init__(self, decompressobj, keep_buffer=KEEP_BUFFER):
+        self._decompress = decompressobj.decompress
+        self._buffer = bytearray()
+        self._keep = keep_buffer
+
+    @property
+    def buffered(self):
+        """Bytes of an incomplete message held now."""
+        return len(self._buffer)
+
+    cpdef object feed(self, bytes frame):
+        cdef object data
+        cdef object out
+        cdef Py_ssize_t n
+        if len(self._buffer) == 0 and _ends_with_suffix(<const unsigned char*> frame, len(frame)):
+            data = frame
+        else:
+            self._buffer += frame
+            n = len(self._buffer)
+            if not _ends_with_suffix(<const unsigned char*> PyByteArray_AS_STRING(self._buffer), n):
+                return None
+            data = self._buffer
+        try:
+            out = self._decompress(data)
+        except Exception as exc:
+            raise CompressionError(f"zlib-stream is corrupt: {exc}") from None
+        finally:
+            if data is self._buffer:
+                if len(self._buffer) > self._keep:
+                    self._buffer = bytearray()
+                else:
+                    del self._buffer[:]
+        return out if type(out) is bytes else bytes(out)

@@ -1,0 +1,123 @@
+"""zlib-stream buffering twins, alone and inside the frame reader: identical results."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import backends
+from gateway._speedups import CompressionError, twins
+
+SUFFIX = b"\x00\x00\xff\xff"
+
+
+def zlib_stream(messages: list[bytes], splits: list[int]) -> tuple[list[bytes], list[bytes]]:
+    """Compress ``messages`` as one zlib-stream; return (frames, expected outputs per frame)."""
+    compressor = zlib.compressobj()
+    frames: list[bytes] = []
+    expected: list[Any] = []
+    for i, message in enumerate(messages):
+        data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        parts = 1 + (splits[i % len(splits)] if splits else 0)
+        step = max(1, -(-len(data) // parts))
+        chunks = [data[j : j + step] for j in range(0, len(data), step)]
+        # A chunk ending in the suffix by chance would end the message early; merge it on.
+        merged: list[bytes] = []
+        for chunk in chunks:
+            if merged and merged[-1].endswith(SUFFIX):
+                merged[-1] += chunk
+            else:
+                merged.append(chunk)
+        frames += merged
+        expected += [None] * (len(merged) - 1) + [message]
+    return frames, expected
+
+
+def outcome(twin: SimpleNamespace, frames: list[bytes]) -> list[Any]:
+    stream = twin.ZlibStream(backends.zlib.decompressobj(), 256)
+    results: list[Any] = []
+    for frame in frames:
+        try:
+            results.append(stream.feed(frame))
+        except CompressionError as exc:
+            results.append(("error", str(exc)))
+            break
+    return results
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=2000), min_size=1, max_size=8),
+       st.lists(st.integers(0, 4), max_size=8))  # fmt: skip
+def test_random_streams_any_split(messages: list[bytes], splits: list[int]) -> None:
+    frames, expected = zlib_stream(messages, splits)
+    for twin in twins().values():
+        assert outcome(twin, frames) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=5))
+def test_garbage_gives_identical_errors(frames: list[bytes]) -> None:
+    frames = [f + SUFFIX if i % 2 else f for i, f in enumerate(frames)]
+    results = [outcome(twin, frames) for twin in twins().values()]
+    assert all(r == results[0] for r in results)
+
+
+def test_large_partial_buffer_is_released(speedups: SimpleNamespace) -> None:
+    big = bytes(range(256)) * 4000
+    frames, _ = zlib_stream([big, b'{"small":1}'], [3])
+    stream = speedups.ZlibStream(backends.zlib.decompressobj(), 1024)
+    out = [stream.feed(f) for f in frames]
+    assert out[-1] == b'{"small":1}' and big in out and stream.buffered == 0
+
+
+def test_corrupt_data_is_a_typed_error(speedups: SimpleNamespace) -> None:
+    stream = speedups.ZlibStream(backends.zlib.decompressobj())
+    with pytest.raises(CompressionError, match="zlib-stream is corrupt"):
+        stream.feed(b"\x07" + SUFFIX)  # deflate block type 3 does not exist
+
+
+def frame(payload: bytes, opcode: int = 2, fin: bool = True) -> bytes:
+    head = 0x80 if fin else 0
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", head | opcode, n) + payload
+    return struct.pack("!BBH", head | opcode, 126, n) + payload
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.binary(max_size=500), min_size=1, max_size=6),
+    st.lists(st.integers(0, 3), max_size=6),
+    st.lists(st.integers(0, 10**5), max_size=6),
+)
+def test_reader_with_inflater_in_one_pass(
+    messages: list[bytes], splits: list[int], cuts: list[int]
+) -> None:
+    compressed, _ = zlib_stream(messages, splits)
+    wire = b"".join(frame(c) for c in compressed)
+    results = []
+    for twin in twins().values():
+        for inflater_twin in twins().values():  # mixed pairs too: same interface
+            reader = twin.FrameReader(0, inflater_twin.ZlibStream(backends.zlib.decompressobj()))
+            out: list[tuple[int, bytes]] = []
+            last = 0
+            for cut in [*sorted(c % (len(wire) + 1) for c in cuts), len(wire)]:
+                out += reader.feed(wire[last:cut])
+                last = cut
+            results.append((out, reader.error))
+    assert all(r == results[0] for r in results)
+    assert results[0] == ([(2, m) for m in messages], None)
+
+
+def test_reader_stops_at_corrupt_compressed_data(speedups: SimpleNamespace) -> None:
+    compressed, _ = zlib_stream([b'{"op":11}'], [])
+    reader = speedups.FrameReader(0, speedups.ZlibStream(backends.zlib.decompressobj()))
+    out = reader.feed(frame(compressed[0]) + frame(b"\x07" + SUFFIX) + frame(compressed[0]))
+    assert out == [(2, b'{"op":11}')]
+    assert isinstance(reader.error, CompressionError)
