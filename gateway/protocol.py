@@ -241,7 +241,7 @@ class ShardProtocol:
             return None
         if not self._flags & _FLAG[event_type]:
             return None
-        return _new_event(Event, (event_type, codec.loads(payload).get("d"), seq, name))
+        return _new_event(Event, (event_type, codec.fast_loads(payload).get("d"), seq, name))
 
     def _became_active(self) -> None:
         self.state = ShardState.ACTIVE
@@ -291,10 +291,10 @@ class ShardProtocol:
 
     def wants_identify(self, now: float) -> bool:
         """Whether the driver should get an identify permit and then call :meth:`identify`."""
-        return (
-            self._open
+        return (  # the first test ends it for an identified shard (the per-event case)
+            self._session_id is None
+            and self._open
             and self._interval is not None
-            and self._session_id is None
             and not self._identify_sent
             and self.close_request is None
             and now >= self._identify_not_before

@@ -143,7 +143,7 @@ class Shard:
 
     async def next_message(self) -> Message:
         """The next raw message: ``Text`` (every payload) or ``Close``."""
-        message, _ = await self._pump()
+        message, _ = await self._pump(events_only=False)
         return Text(message.decode()) if isinstance(message, bytes) else message
 
     async def next_event(self) -> Event:
@@ -152,8 +152,8 @@ class Shard:
         Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
         otherwise (corrupt data) the shard reconnects and the next call continues.
         """
-        while True:
-            _, event = await self._pump()
+        while True:  # goes round only after a close that GATEWAY_CLOSE is not wanted for
+            _, event = await self._pump(events_only=True)
             if event is not None:
                 return event
 
@@ -191,8 +191,10 @@ class Shard:
         if state is ShardState.CLOSED:
             raise ReceiveMessageError(ReceiveMessageErrorKind.CLOSED, "the shard is closed")
 
-    async def _pump(self) -> tuple[bytes | Close, Event | None]:
-        """Drive the shard until a payload (bytes, not yet decoded to text) or a close."""
+    async def _pump(self, events_only: bool) -> tuple[bytes | Close, Event | None]:
+        """Drive the shard until a payload (bytes, not yet decoded to text) or a close;
+        with ``events_only``, until something ``next_event`` returns.
+        """
         p = self._protocol
         loop = asyncio.get_running_loop()
         while True:
@@ -225,7 +227,7 @@ class Shard:
                 await self._wait(loop, deadline)
                 continue
             result = self._receive(item, now)
-            if result is not None:
+            if result is not None and (result[1] is not None or not events_only):
                 if p.wants_write:
                     self._flush(loop)
                 return result

@@ -305,3 +305,23 @@ async def test_firehose_burst_then_live_traffic(compression: str | None) -> None
         assert event.sequence == s == total + 1 and event.data["name"] == "after"
         assert not emu.violations and not emu.closes
         await shard.close()
+
+
+async def test_tls_connection_with_the_configured_context() -> None:
+    import ssl
+    from pathlib import Path
+
+    from gateway.transport import Connection
+
+    tls = Path(__file__).resolve().parent / "tls"
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+    async with GatewayEmulator(ssl=server, guilds=1) as emu:
+        assert emu.url.startswith("wss://")
+        trusting = ssl.create_default_context(cafile=str(tls / "cert.pem"))
+        shard = shard_for(emu, ssl=trusting)
+        await events_until(shard, EventType.GUILD_CREATE)
+        assert emu.resumes == [] and not emu.violations
+        await shard.close()
+        with pytest.raises(ssl.SSLCertVerificationError):  # the shard logs it and retries
+            await Connection.open(emu.url, ssl=ssl.create_default_context(), timeout=2)

@@ -7,7 +7,8 @@ turn (firehose mode: pre-built zlib-stream frames, faster than any client reads)
 client runs in a fresh process. Scenarios: ``messages`` (~1 KB MESSAGE_CREATEs) and ``mix``
 (a busy guild's mix with a ~300 KB GUILD_CREATE every 100 events). Columns: events/s
 from the first traffic event to the last, CPU seconds of the client process, peak RSS, and
-the ratio of events/s to hikari's. A peer that is not installed is listed as such.
+the ratio of events/s to hikari's; each row is the faster of two runs. A peer that is not
+installed is listed as such.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import sys
 import time
 import zlib
@@ -63,7 +65,10 @@ class Meter:
 
 
 async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
-    from gateway import Config, EventTypeFlags, InMemoryQueue, Intents, Shard, ShardId
+    from gateway import Config, EventTypeFlags, InMemoryQueue, Intents, Shard, ShardId, backends
+
+    if os.environ.get("GATEWAY_NO_EXTENSIONS") != "1" and backends.SPEEDUPS != "cython":
+        raise RuntimeError("the Cython speedups are not built: pip install '.[fast,bench]'")
 
     flags = EventTypeFlags.ALL if wanted == "all" else (
         EventTypeFlags.parse(wanted) | EventTypeFlags.GATEWAY_HEARTBEAT_ACK)  # fmt: skip
@@ -84,14 +89,15 @@ async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
     while True:
         event = await shard.next_event()
         session = shard.session
-        if session is None or event.name == "READY":
-            continue
-        if start is None:
-            start, start_seq = Clock(), session.sequence
-        if event.sequence is not None:
+        if session is not None and start is not None and event.sequence is not None:
             last, last_seq = start.elapsed(), session.sequence
-        if session.sequence - start_seq >= total - 1 and last is not None:
+        if last is not None and last_seq - start_seq >= total - 1:
             break
+        if start is not None and session is not None and session.sequence - start_seq >= total:
+            break  # the stream ended on unwanted events: a heartbeat ACK told us
+        if start is None and session is not None and event.sequence is not None:
+            if event.name != "READY":  # the clock starts at the first traffic event
+                start, start_seq = Clock(), session.sequence
     assert last is not None
     return {"events": last_seq - start_seq, "events_per_s": (last_seq - start_seq) / last[0],
             "cpu_s": last[1], "peak_rss_mib": peak_rss() / 2**20}  # fmt: skip
@@ -180,12 +186,21 @@ PEERS = [
 ]
 
 
+REPEAT = 2  # runs per row; the table shows the fastest (the machine is shared and noisy)
+
+
 def measure(scenario: str, events: int, label: str, kind: str, env: dict[str, str],
             wanted: str = "all") -> dict[str, Any]:  # fmt: skip
+    runs = [_measure_once(scenario, events, label, kind, env, wanted) for _ in range(REPEAT)]
+    return max(runs, key=lambda r: float(r["events_per_s"]))
+
+
+def _measure_once(scenario: str, events: int, label: str, kind: str, env: dict[str, str],
+                  wanted: str) -> dict[str, Any]:  # fmt: skip
     options = SCENARIOS[scenario]
     startup = 10  # READY + the GUILD_CREATEs of 8 guilds, with room to spare
     with emulator(guilds=8, events_per_second=0, total_events=events + startup, firehose=True,
-                  heartbeat_interval=1.0, **options) as emu:  # fmt: skip
+                  heartbeat_interval=5.0, **options) as emu:  # fmt: skip
         args = [kind, emu.url, events - 20]
         if kind == "ours":
             args.append(wanted)

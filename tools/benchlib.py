@@ -38,7 +38,8 @@ def emulator(**options: Any) -> Iterator[Emulator]:
             argv.append(f"--{key.replace('_', '-')}")
         elif value is not False:
             argv += [f"--{key.replace('_', '-')}", str(value)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=_gateway_home(),
+                            env=_env())  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -51,9 +52,19 @@ def emulator(**options: Any) -> Iterator[Emulator]:
         proc.wait(10)
 
 
+def _gateway_home() -> str:
+    """Where the gateway this process imports lives (an install, or the source tree)."""
+    try:
+        import gateway
+    except ImportError:
+        return str(ROOT)
+    return str(Path(gateway.__file__).resolve().parent.parent)
+
+
 def _env() -> dict[str, str]:
+    """Children import the same gateway as this process (with its compiled speedups)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = _gateway_home() + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
@@ -62,8 +73,8 @@ def run_worker(script: str, *args: object, env: dict[str, str] | None = None) ->
     argv = [sys.executable, str(ROOT / "tools" / script), "--worker", *map(str, args)]
     full_env = _env()
     full_env.update(env or {})
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=full_env,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=_gateway_home(),
+                          env=full_env, timeout=600)  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -21,7 +21,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:  # the installed package; from a bare checkout, the source tree
+    import gateway  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway import backends
 from gateway._speedups import CompressionError, FrameError, ScanError, twins

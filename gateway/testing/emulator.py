@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -258,6 +259,7 @@ class GatewayEmulator:
         on_connect: Callable[[EmulatedConnection], Awaitable[None]] | None = None,
         firehose: bool = False,
         mix: str = "default",
+        ssl: SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -298,6 +300,7 @@ class GatewayEmulator:
         self.on_connect = on_connect
         self.firehose = firehose
         self.mix = mix
+        self.ssl = ssl
         self._hoses: dict[tuple[Any, ...], Firehose] = {}
 
         self.sessions: dict[str, EmulatedSession] = {}
@@ -332,6 +335,7 @@ class GatewayEmulator:
             ping_interval=None,
             close_timeout=2,
             server_header="gateway-emulator",
+            ssl=self.ssl,
             logger=QuietLogger(logging.getLogger("gateway.testing.websockets")),
         )
         sock = next(iter(self._server.sockets))
@@ -351,18 +355,23 @@ class GatewayEmulator:
 
     @property
     def url(self) -> str:
-        """The gateway URL, ``ws://127.0.0.1:PORT`` (clients append ``/?v=10&...``)."""
-        return f"ws://{self.host}:{self.port}"
+        """The gateway URL, ``ws://127.0.0.1:PORT`` (``wss://`` with ``ssl``)."""
+        return f"{self._ws_scheme}://{self.host}:{self.port}"
+
+    @property
+    def _ws_scheme(self) -> str:
+        return "wss" if self.ssl is not None else "ws"
 
     @property
     def resume_url(self) -> str:
         """The URL READY gives as ``resume_gateway_url`` (a distinct path)."""
-        return f"ws://{self.host}:{self.port}/resume"
+        return f"{self._ws_scheme}://{self.host}:{self.port}/resume"
 
     @property
     def api_url(self) -> str:
         """The HTTP API base, ``http://127.0.0.1:PORT/api/v10``."""
-        return f"http://{self.host}:{self.port}/api/v10"
+        scheme = "https" if self.ssl is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/api/v10"
 
     # ---- records ---------------------------------------------------------------------------
 
