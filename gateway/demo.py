@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .config import Config
-from .errors import ReceiveMessageError
+from .errors import ReceiveMessageError, ReceiveMessageErrorKind
 from .events import Event, EventType
 from .http import DEFAULT_API_BASE_URL
 from .intents import Intents
@@ -73,8 +73,8 @@ class ShardStats:
     def record(self, item: Event | ReceiveMessageError) -> None:
         if isinstance(item, ReceiveMessageError):
             self.errors += 1
-            if item.is_fatal() or item.close_code is not None or "closed" in str(item):
-                self.gone = self.gone or str(item)
+            if item.is_fatal() or item.kind is ReceiveMessageErrorKind.CLOSED:
+                self.gone = self.gone or str(item)  # the shard left the stream
             return
         if item.type is EventType.READY:
             self.identifies += 1
