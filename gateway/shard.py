@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -37,6 +38,9 @@ from .transport import CompressionError, Connection, ConnectionGone, FrameError
 __all__ = ["Shard"]
 
 log = logging.getLogger(__name__)
+
+#: Buffered payloads processed per trip through the driver (bounds the timer's delay).
+BATCH = 64
 
 _CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
 
@@ -80,6 +84,8 @@ class Shard:
         self._wakeup: asyncio.Future[None] | None = None
         self._ssl: ssl_module.SSLContext | None = config.ssl
         self._fatal_code: int | None = None
+        # Payloads processed in a batch and not yet returned (or the error met in place).
+        self._ready: deque[tuple[bytes, Event | None] | ReceiveMessageError] = deque()
 
     # ---- public properties ----------------------------------------------------------------
 
@@ -143,7 +149,15 @@ class Shard:
 
     async def next_message(self) -> Message:
         """The next raw message: ``Text`` (every payload) or ``Close``."""
-        message, _ = await self._pump(events_only=False)
+        ready = self._ready
+        message: bytes | Close
+        if ready:  # processed already: no trip through the driver
+            item = ready.popleft()
+            if isinstance(item, ReceiveMessageError):
+                raise item
+            message = item[0]
+        else:
+            message, _ = await self._pump(events_only=False)
         return Text(message.decode()) if isinstance(message, bytes) else message
 
     async def next_event(self) -> Event:
@@ -152,6 +166,13 @@ class Shard:
         Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
         otherwise (corrupt data) the shard reconnects and the next call continues.
         """
+        ready = self._ready
+        while ready:  # processed already: no trip through the driver (the per-event path)
+            item = ready.popleft()
+            if isinstance(item, ReceiveMessageError):
+                raise item
+            if item[1] is not None:
+                return item[1]
         while True:  # goes round only after a close that GATEWAY_CLOSE is not wanted for
             _, event = await self._pump(events_only=True)
             if event is not None:
@@ -227,10 +248,40 @@ class Shard:
                 await self._wait(loop, deadline)
                 continue
             result = self._receive(item, now)
-            if result is not None and (result[1] is not None or not events_only):
-                if p.wants_write:
-                    self._flush(loop)
+            self._receive_more(conn, now)
+            if p.wants_write:
+                self._flush(loop)
+            if result[1] is not None or not events_only:
                 return result
+            ready = self._ready
+            while ready:  # the first wanted one of the batch
+                queued = ready.popleft()
+                if isinstance(queued, ReceiveMessageError):
+                    raise queued
+                if queued[1] is not None:
+                    return queued
+
+    def _receive_more(self, conn: Connection, now: float) -> None:
+        """Process up to ``BATCH`` more buffered payloads into ``_ready`` (one timer and
+        flush check per batch instead of per payload). Stops at a close request; an error
+        is queued in its place, so that what came before it is delivered first.
+        """
+        p = self._protocol
+        ready = self._ready
+        for _ in range(BATCH):
+            if p.close_request is not None:
+                return
+            try:
+                item = conn.pop()
+            except ConnectionGone:
+                return  # the driver handles it once _ready is drained
+            if item is None:
+                return
+            try:
+                ready.append(self._receive(item, now))
+            except ReceiveMessageError as exc:
+                ready.append(exc)
+                return
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
         """Sleep until data arrives, ``_wake()`` is called, or ``deadline`` passes."""
@@ -245,7 +296,7 @@ class Shard:
 
     def _receive(
         self, raw: bytes | FrameError | CompressionError, now: float
-    ) -> tuple[bytes, Event | None] | None:
+    ) -> tuple[bytes, Event | None]:
         if isinstance(raw, FrameError):
             self._fail(ReceiveMessageErrorKind.DESERIALIZING, raw, raw.close_code)
         try:

@@ -325,3 +325,25 @@ async def test_tls_connection_with_the_configured_context() -> None:
         await shard.close()
         with pytest.raises(ssl.SSLCertVerificationError):  # the shard logs it and retries
             await Connection.open(emu.url, ssl=ssl.create_default_context(), timeout=2)
+
+
+async def test_events_before_corrupt_data_are_delivered_first() -> None:
+    async with GatewayEmulator(guilds=1, heartbeat_interval=5) as emu:
+        shard = shard_for(emu)
+        await events_until(shard, EventType.GUILD_CREATE)
+        guild = str(emu.guild_ids[0])
+        sent = [
+            (await emu.dispatch("MESSAGE_CREATE", {"id": str(n), "guild_id": guild}))[0]
+            for n in range(100)  # more than one batch, all buffered before the next read
+        ]
+        await emu.live_connections()[0].send_corrupt_zlib()
+        got: list[int | None] = []
+        with pytest.raises(ReceiveMessageError) as info:
+            async with asyncio.timeout(10):
+                while True:
+                    got.append((await shard.next_event()).sequence)
+        assert got == sent and info.value.kind.value == "compression"
+        event = await asyncio.wait_for(shard.next_event(), 10)  # then it resumes
+        assert event.type in (EventType.GATEWAY_CLOSE, EventType.GATEWAY_HELLO)
+        await events_until(shard, EventType.RESUMED)
+        await shard.close()
