@@ -88,16 +88,16 @@ async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
     start = last = None
     while True:
         event = await shard.next_event()
+        # Events carry their own sequence; the session's may be ahead (a processed batch).
         session = shard.session
-        if session is not None and start is not None and event.sequence is not None:
-            last, last_seq = start.elapsed(), session.sequence
+        if start is not None and event.sequence is not None:
+            last, last_seq = start.elapsed(), event.sequence
         if last is not None and last_seq - start_seq >= total - 1:
             break
         if start is not None and session is not None and session.sequence - start_seq >= total:
             break  # the stream ended on unwanted events: a heartbeat ACK told us
-        if start is None and session is not None and event.sequence is not None:
-            if event.name != "READY":  # the clock starts at the first traffic event
-                start, start_seq = Clock(), session.sequence
+        if start is None and event.sequence is not None and event.name != "READY":
+            start, start_seq = Clock(), event.sequence  # the first traffic event
     assert last is not None
     return {"events": last_seq - start_seq, "events_per_s": (last_seq - start_seq) / last[0],
             "cpu_s": last[1], "peak_rss_mib": peak_rss() / 2**20}  # fmt: skip
