@@ -30,15 +30,16 @@ from benchlib import machine, table
 
 from gateway import Config, EventTypeFlags, ShardId, backends, codec, protocol
 from gateway._speedups import twins
-from gateway.testing.corpus import Corpus, guild_ids
+from gateway.testing.corpus import MIXES, Corpus, guild_ids
 from gateway.testing.firehose import server_frame
 
 READ = 64 * 1024
 
 
-def build(events: int) -> tuple[list[bytes], list[bytes], int]:
+def build(events: int, mix: str) -> tuple[list[bytes], list[bytes], int]:
     """(socket reads, per-message compressed frames, payload bytes) of the corpus."""
-    corpus = Corpus(guild_ids(8, seed=0), seed=0, large_every=100)
+    large = 100 if mix == "default" else 0
+    corpus = Corpus(guild_ids(8, seed=0), seed=0, large_every=large, mix=mix)
     compressor = zlib.compressobj()
     messages: list[bytes] = []
     raw = 0
@@ -99,11 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--mix", choices=sorted(MIXES), default="default", help="messages: ~1 KB events only"
+    )
     args = parser.parse_args()
-    reads, messages, raw = build(args.events)
+    reads, messages, raw = build(args.events, args.mix)
     wire = sum(map(len, reads))
     info = backends.describe()
-    print(f"# bench_decode: {args.events:,} events, {raw / 2**20:.1f} MiB JSON, "
+    print(f"# bench_decode: {args.events:,} events ({args.mix}), {raw / 2**20:.1f} MiB JSON, "
           f"{wire / 2**20:.1f} MiB on the wire; zlib={info['zlib']}, json={info['json']}; "
           f"{machine()}\n")  # fmt: skip
     found = twins()
