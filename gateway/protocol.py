@@ -324,7 +324,7 @@ class ShardProtocol:
 
     def data_to_send(self, now: float) -> list[str]:
         """Payloads to write now, in order. Nothing while a close is requested."""
-        if not (self._priority or self._commands) or not self._open or self.close_request:
+        if not self.wants_write or not self._open or self.close_request:
             return []
         out = self._priority
         self._priority = []

@@ -19,7 +19,7 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from . import codec
 from .config import Config
@@ -151,24 +151,20 @@ async def _create(
     config: Config, spec: ShardSpec, wanted: EventTypeFlags | None, api_url: str | None
 ) -> list[Shard]:
     if wanted is not None:
-        config = _replace(config, event_types=wanted | EventTypeFlags.GATEWAY_CLOSE)
+        config = dataclasses.replace(config, event_types=wanted | EventTypeFlags.GATEWAY_CLOSE)
     custom_url = config.gateway_url != "wss://gateway.discord.gg"
     if api_url or not custom_url:
         bot = await get_gateway_bot(config.token, api_base_url=api_url or DEFAULT_API_BASE_URL)
         url = config.gateway_url if custom_url else bot.url
-        config = _replace(config, queue=queue_for(bot), gateway_url=url)
+        config = dataclasses.replace(config, queue=queue_for(bot), gateway_url=url)
         total = bot.shards
     else:
-        config = _replace(config, queue=InMemoryQueue(1))
+        config = dataclasses.replace(config, queue=InMemoryQueue(1))
         total = 1
     if not spec.auto:
         assert spec.start is not None and spec.stop is not None and spec.total is not None
         return create_range(range(spec.start, spec.stop), spec.total, lambda sid: config)
     return create_range(range(total), total, lambda sid: config)
-
-
-def _replace(config: Config, **changes: Any) -> Config:
-    return dataclasses.replace(config, **changes)
 
 
 async def _write(

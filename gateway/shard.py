@@ -149,15 +149,8 @@ class Shard:
 
     async def next_message(self) -> Message:
         """The next raw message: ``Text`` (every payload) or ``Close``."""
-        ready = self._ready
-        message: bytes | Close
-        if ready:  # processed already: no trip through the driver
-            item = ready.popleft()
-            if isinstance(item, ReceiveMessageError):
-                raise item
-            message = item[0]
-        else:
-            message, _ = await self._pump(events_only=False)
+        ready = self._take_ready(events_only=False)
+        message = ready[0] if ready is not None else (await self._pump(events_only=False))[0]
         return Text(message.decode()) if isinstance(message, bytes) else message
 
     async def next_event(self) -> Event:
@@ -166,13 +159,9 @@ class Shard:
         Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
         otherwise (corrupt data) the shard reconnects and the next call continues.
         """
-        ready = self._ready
-        while ready:  # processed already: no trip through the driver (the per-event path)
-            item = ready.popleft()
-            if isinstance(item, ReceiveMessageError):
-                raise item
-            if item[1] is not None:
-                return item[1]
+        ready = self._take_ready(events_only=True)  # the per-event path: no driver trip
+        if ready is not None and ready[1] is not None:
+            return ready[1]
         while True:  # goes round only after a close that GATEWAY_CLOSE is not wanted for
             _, event = await self._pump(events_only=True)
             if event is not None:
@@ -253,13 +242,22 @@ class Shard:
                 self._flush(loop)
             if result[1] is not None or not events_only:
                 return result
-            ready = self._ready
-            while ready:  # the first wanted one of the batch
-                queued = ready.popleft()
-                if isinstance(queued, ReceiveMessageError):
-                    raise queued
-                if queued[1] is not None:
-                    return queued
+            queued = self._take_ready(events_only=True)  # the first wanted one of the batch
+            if queued is not None:
+                return queued
+
+    def _take_ready(self, events_only: bool) -> tuple[bytes, Event | None] | None:
+        """The next payload processed in a batch (with ``events_only``, the next one holding
+        a wanted event); raises the error queued in its place; None when none is waiting.
+        """
+        ready = self._ready
+        while ready:
+            item = ready.popleft()
+            if isinstance(item, ReceiveMessageError):
+                raise item
+            if item[1] is not None or not events_only:
+                return item
+        return None
 
     def _receive_more(self, conn: Connection, now: float) -> None:
         """Process up to ``BATCH`` more buffered payloads into ``_ready`` (one timer and
