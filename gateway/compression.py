@@ -26,7 +26,7 @@ class NoInflater:
     """No transport compression: JSON payloads as they are; other binary ones are zlib blobs."""
 
     def feed(self, frame: bytes) -> bytes:
-        if frame[:1] == b"{":
+        if frame[:1] != b"x":  # every zlib blob starts 0x78; JSON text never does
             return frame
         try:  # payload compression: a self-contained zlib blob per message (protocol.md 1.6)
             return bytes(backends.zlib.decompress(frame))

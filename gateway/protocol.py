@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import codec
-from ._speedups import scan
+from ._speedups import Dispatcher, scan
 from .close import CloseFrame, invalidates_session, is_fatal
 from .commands import MAX_PAYLOAD_BYTES
 from .config import Config
@@ -55,6 +55,17 @@ _DISPATCH_TYPES: dict[str, EventType] = {t.value: t for t in EventType if t.is_d
 _new_event = tuple.__new__
 # Plain ints: int & int is several times faster than IntFlag arithmetic on the hot path.
 _FLAG = {t: int(EventTypeFlags.from_event_type(t)) for t in EventType}
+# Dispatch names the drain may take (READY and RESUMED change state: they take receive()).
+_PLAIN = [t for t in _DISPATCH_TYPES.values() if t not in (EventType.READY, EventType.RESUMED)]
+_TABLES: dict[int, dict[str, EventType | None]] = {}
+
+
+def _dispatch_table(flags: int) -> dict[str, EventType | None]:
+    """Plain dispatch name -> its type if ``flags`` wants it, else None (one per filter)."""
+    table = _TABLES.get(flags)
+    if table is None:
+        table = _TABLES[flags] = {t.value: (t if flags & _FLAG[t] else None) for t in _PLAIN}
+    return table
 
 
 class NextAction(enum.Enum):
@@ -87,6 +98,10 @@ class ShardProtocol:
         self._resume_url: str | None = config.resume_url if config.session else None
         #: User commands, kept across reconnects until sent on an identified connection.
         self._commands: deque[str] = deque()
+        self._dispatcher = Dispatcher(_dispatch_table(self._flags), codec.fast_loads, Event)
+        #: ``decode_event(payload)``: the event of a wanted dispatch that :meth:`drain`
+        #: took undecoded (a compiled call); raises ValueError if the JSON is damaged.
+        self.decode_event: Callable[[bytes], Event] = self._dispatcher.event
         self._reset_connection()
 
     # ---- public state ---------------------------------------------------------------------
@@ -218,6 +233,30 @@ class ShardProtocol:
             raise codec.DecodeError("payload has no op")
         log.debug("shard %s: ignoring unknown opcode %s", self.shard_id, op)
         return None
+
+    def drain(
+        self,
+        frames: deque[Any],
+        payloads: deque[Any],
+        ready: deque[Any],
+        limit: int,
+        inflater: Any = None,
+    ) -> int:
+        """Process up to ``limit`` plain dispatches into ``ready`` in one (compiled) call:
+        the batch path of :meth:`receive`; returns how many.
+
+        ``frames`` are the connection's messages, inflated here through ``inflater`` (None:
+        no transport compression). A plain dispatch is op 0 with a known name other than
+        READY/RESUMED; the first payload that is anything else is left (inflated) at the
+        head of ``payloads`` for :meth:`receive`. ``ready`` gets ``payload`` (bytes: not
+        wanted) or ``(payload, False)`` (wanted: :attr:`decode_event` makes the event when
+        it is taken, so its objects die young). See ``gateway._speedups._dispatch_py``.
+        """
+        count: int
+        count, seq = self._dispatcher.drain(frames, payloads, ready, limit, inflater)
+        if seq is not None:
+            self._sequence = seq
+        return count
 
     def _gateway_event(self, event_type: EventType, data: Any) -> Event | None:
         return Event(event_type, data) if self._flags & _FLAG[event_type] else None

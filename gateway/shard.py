@@ -14,7 +14,7 @@ import random
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, TypeAlias
 
 import websockets
 
@@ -22,6 +22,7 @@ from . import backends, codec
 from . import compression as compression_module
 from .close import CloseFrame, describe
 from .commands import Command
+from .compression import Inflater
 from .config import Config
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
 from .events import Event, EventTypeFlags
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 BATCH = 64
 
 _CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
+
+
+_Ready: TypeAlias = "bytes | tuple[bytes, Event | Literal[False] | None] | ReceiveMessageError"
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -77,15 +81,20 @@ class Shard:
         self._id = shard_id
         self._config = config
         self._protocol = ShardProtocol(shard_id, config, rng=rng)
+        self._decode_event = self._protocol.decode_event
         self._conn: Connection | None = None
         self._raw_payloads = compression_module.NoInflater()  # without transport compression
-        self._inflated = False  # whether the transport inflates
+        # This connection's transport inflater (None: uncompressed) and the payload it
+        # inflated that ShardProtocol.drain left for ShardProtocol.receive.
+        self._inflater: Inflater | None = None
+        self._payloads: deque[bytes | CompressionError] = deque()
         self._identify_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._ssl: ssl_module.SSLContext | None = config.ssl
         self._fatal_code: int | None = None
-        # Payloads processed in a batch and not yet returned (or the error met in place).
-        self._ready: deque[tuple[bytes, Event | None] | ReceiveMessageError] = deque()
+        # Payloads processed in a batch and not yet returned, as ShardProtocol.drain puts
+        # them (bytes, (bytes, Event | None | False)), or the error met in a payload's place.
+        self._ready: deque[_Ready] = deque()
 
     # ---- public properties ----------------------------------------------------------------
 
@@ -148,10 +157,17 @@ class Shard:
     # ---- receiving ------------------------------------------------------------------------
 
     async def next_message(self) -> Message:
-        """The next raw message: ``Text`` (every payload) or ``Close``."""
-        ready = self._take_ready(events_only=False)
-        message = ready[0] if ready is not None else (await self._pump(events_only=False))[0]
-        return Text(message.decode()) if isinstance(message, bytes) else message
+        """The next raw message: ``Text`` (every payload) or ``Close``.
+
+        Payloads are scanned for ``op``/``s``/``t`` (the shard's own bookkeeping) but never
+        JSON-decoded here, however ``event_types`` is set.
+        """
+        while True:
+            if self._ready:
+                return Text(self._take_message().decode())
+            closed = await self._pump()
+            if closed is not None:
+                return closed[0]
 
     async def next_event(self) -> Event:
         """The next event the shard's ``event_types`` wants.
@@ -159,13 +175,29 @@ class Shard:
         Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
         otherwise (corrupt data) the shard reconnects and the next call continues.
         """
-        ready = self._take_ready(events_only=True)  # the per-event path: no driver trip
-        if ready is not None and ready[1] is not None:
-            return ready[1]
-        while True:  # goes round only after a close that GATEWAY_CLOSE is not wanted for
-            _, event = await self._pump(events_only=True)
-            if event is not None:
-                return event
+        ready = self._ready
+        while ready:  # the per-event path, inlined: no driver trip, no extra call
+            item = ready.popleft()
+            if type(item) is tuple:
+                event = item[1]
+                if event is False:
+                    try:
+                        return self._decode_event(item[0])
+                    except ValueError as exc:
+                        self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
+                if event is not None:
+                    return event
+            elif type(item) is not bytes:
+                assert isinstance(item, ReceiveMessageError)
+                raise item
+        while True:
+            closed = await self._pump()
+            if closed is None:
+                event = self._take_event()
+                if event is not None:
+                    return event
+            elif closed[1] is not None:
+                return closed[1]  # GATEWAY_CLOSE, when wanted
 
     def __aiter__(self) -> Shard:
         return self
@@ -173,6 +205,10 @@ class Shard:
     async def __anext__(self) -> Event:
         while True:
             try:
+                if self._ready:
+                    event = self._take_event()
+                    if event is not None:
+                        return event
                 return await self.next_event()
             except ReceiveMessageError as exc:
                 if exc.is_fatal() or exc.kind is ReceiveMessageErrorKind.CLOSED:
@@ -201,9 +237,9 @@ class Shard:
         if state is ShardState.CLOSED:
             raise ReceiveMessageError(ReceiveMessageErrorKind.CLOSED, "the shard is closed")
 
-    async def _pump(self, events_only: bool) -> tuple[bytes | Close, Event | None]:
-        """Drive the shard until a payload (bytes, not yet decoded to text) or a close;
-        with ``events_only``, until something ``next_event`` returns.
+    async def _pump(self) -> tuple[Close, Event | None] | None:
+        """Drive the shard until ``_ready`` holds payloads (None) or the connection ends
+        (its ``Close`` and the GATEWAY_CLOSE event if wanted). Call it with ``_ready`` empty.
         """
         p = self._protocol
         loop = asyncio.get_running_loop()
@@ -229,57 +265,85 @@ class Shard:
                 deadline = p.next_deadline()
                 if deadline is not None and deadline <= now:
                     deadline = None  # the identify queue's task wakes us, not the clock
-            try:
-                item = conn.pop()
-            except ConnectionGone as gone:
-                return self._connection_gone(gone.code)
-            if item is None:
-                await self._wait(loop, deadline)
-                continue
-            result = self._receive(item, now)
-            self._receive_more(conn, now)
+            self._fill(conn, now)
             if p.wants_write:
                 self._flush(loop)
-            if result[1] is not None or not events_only:
-                return result
-            queued = self._take_ready(events_only=True)  # the first wanted one of the batch
-            if queued is not None:
-                return queued
+            if self._ready:
+                return None
+            if p.close_request is not None:
+                continue
+            gone = conn.ended()
+            if gone is not None:
+                return self._connection_gone(gone.code)
+            await self._wait(loop, deadline)
 
-    def _take_ready(self, events_only: bool) -> tuple[bytes, Event | None] | None:
-        """The next payload processed in a batch (with ``events_only``, the next one holding
-        a wanted event); raises the error queued in its place; None when none is waiting.
+    def _take_event(self) -> Event | None:
+        """The next wanted event processed in a batch (skipping the rest); raises the error
+        queued in its place; None when none is waiting.
         """
         ready = self._ready
         while ready:
             item = ready.popleft()
-            if isinstance(item, ReceiveMessageError):
+            if type(item) is tuple:
+                event = item[1]
+                if event is False:
+                    return self._decode(item[0])
+                if event is not None:
+                    return event
+            elif type(item) is not bytes:
+                assert isinstance(item, ReceiveMessageError)
                 raise item
-            if item[1] is not None or not events_only:
-                return item
         return None
 
-    def _receive_more(self, conn: Connection, now: float) -> None:
-        """Process up to ``BATCH`` more buffered payloads into ``_ready`` (one timer and
-        flush check per batch instead of per payload). Stops at a close request; an error
-        is queued in its place, so that what came before it is delivered first.
+    def _take_message(self) -> bytes:
+        """The next payload processed in a batch (``_ready`` is not empty); raises the
+        error queued in its place.
+        """
+        item = self._ready.popleft()
+        if type(item) is bytes:
+            return item
+        if type(item) is tuple:
+            return item[0]
+        assert isinstance(item, ReceiveMessageError)
+        raise item
+
+    def _decode(self, payload: bytes) -> Event:
+        """The event of a wanted dispatch processed undecoded (bad JSON: reconnect)."""
+        try:
+            return self._decode_event(payload)
+        except ValueError as exc:
+            self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
+
+    def _fill(self, conn: Connection, now: float) -> None:
+        """Process up to ``BATCH`` received payloads into ``_ready`` (one timer and flush
+        check per batch, not per payload): runs of plain dispatches in one compiled call
+        (inflate, scan, decode), anything else through ``ShardProtocol.receive``. Stops at
+        a close request; an error is queued in its place, so what came before it is
+        delivered first.
         """
         p = self._protocol
         ready = self._ready
-        for _ in range(BATCH):
-            if p.close_request is not None:
-                return
-            try:
-                item = conn.pop()
-            except ConnectionGone:
-                return  # the driver handles it once _ready is drained
-            if item is None:
-                return
+        frames = conn.messages
+        payloads = self._payloads
+        budget = BATCH
+        while budget > 0 and p.close_request is None:
+            budget -= p.drain(frames, payloads, ready, budget, self._inflater)
+            if budget <= 0:
+                break
+            item: bytes | FrameError | CompressionError
+            if payloads:
+                item = payloads.popleft()
+            elif frames and type(frames[0]) is not bytes:
+                item = frames.popleft()  # a FrameError
+            else:
+                break  # nothing left
+            budget -= 1
             try:
                 ready.append(self._receive(item, now))
             except ReceiveMessageError as exc:
                 ready.append(exc)
-                return
+                break
+        conn.consumed()
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
         """Sleep until data arrives, ``_wake()`` is called, or ``deadline`` passes."""
@@ -300,7 +364,7 @@ class Shard:
         try:
             if isinstance(raw, CompressionError):
                 raise raw
-            payload = raw if self._inflated else self._raw_payloads.feed(raw)
+            payload = raw if self._inflater is not None else self._raw_payloads.feed(raw)
             event = self._protocol.receive(payload, now)
         except CompressionError as exc:
             self._fail(ReceiveMessageErrorKind.COMPRESSION, exc)
@@ -344,18 +408,18 @@ class Shard:
         url = p.connect_url()
         if self._ssl is None and url.startswith("wss://"):
             self._ssl = backends.create_ssl_context()
-        inflater = compression_module.create(self._config.compression)
         try:
             conn = await Connection.open(
                 url, ssl=self._ssl, timeout=self._config.connect_timeout,
-                max_size=self._config.max_message_size, on_data=self._wake, inflater=inflater,
+                max_size=self._config.max_message_size, on_data=self._wake,
             )  # fmt: skip
         except _CONNECT_ERRORS as exc:
             log.warning("shard %s: connecting failed: %s", self._id, exc)
             p.connect_failed()
             return
         self._conn = conn
-        self._inflated = inflater is not None
+        self._inflater = compression_module.create(self._config.compression)
+        self._payloads.clear()
         p.connection_opened(loop.time())
 
     async def _close_requested(self) -> tuple[Close, Event | None]:

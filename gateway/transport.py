@@ -2,11 +2,11 @@
 
 The opening handshake (HTTP upgrade, key check) and outgoing frames (masked) come from
 ``websockets``' sans-I/O ``ClientProtocol``. Incoming bytes go through the selected
-:class:`~gateway._speedups.FrameReader` (Cython or pure) straight into a queue of whole
-messages; the shard pops them without a task or a future per message. Ping gets pong, a
-close frame gets its echo, and a TCP drop is a close without a frame (code None, which the
-shard treats as 1006). A framing violation or corrupt compressed data is queued as a
-:class:`FrameError` / :class:`CompressionError` in the message's place.
+:class:`~gateway._speedups.FrameReader` (Cython or pure), which appends whole messages
+(fragments joined, still compressed) straight to a queue; the shard takes them a batch at a
+time without a task or a future per message. Ping gets pong, a close frame gets its echo,
+and a TCP drop is a close without a frame (code None, which the shard treats as 1006). A
+framing violation is queued as a :class:`FrameError` in the message's place.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
 from ._speedups import CompressionError, FrameError, FrameReader
-from .compression import Inflater
 from .config import USER_AGENT
 
 __all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "QuietLogger"]
@@ -64,12 +63,12 @@ class Connection(asyncio.Protocol):
     """One websocket connection to the gateway (client side)."""
 
     def __init__(
-        self, uri: WebSocketURI, max_size: int | None, on_data: Callable[[], None], inflater: Any
+        self, uri: WebSocketURI, max_size: int | None, on_data: Callable[[], None]
     ) -> None:
         self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
-        self._reader = FrameReader(max_size or 0, inflater)
-        self._on_data = on_data
         self._messages: deque[bytes | FrameError | CompressionError] = deque()
+        self._reader = FrameReader(max_size or 0, None, self._messages)
+        self._on_data = on_data
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
         self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -89,19 +88,19 @@ class Connection(asyncio.Protocol):
         timeout: float,
         max_size: int | None = None,
         on_data: Callable[[], None] = lambda: None,
-        inflater: Inflater | None = None,
     ) -> Connection:
         """Connect and upgrade; raise OSError/TimeoutError/InvalidHandshake on failure.
 
-        ``on_data`` is called whenever messages arrive or the connection ends; messages
-        come out through ``inflater`` (see :mod:`gateway.compression`) when one is given.
+        ``on_data`` is called whenever messages arrive or the connection ends. Messages
+        are as received (still compressed, with transport compression): the shard
+        inflates them a batch at a time (see ``ShardProtocol.drain``).
         """
         uri = parse_uri(url)
         loop = asyncio.get_running_loop()
 
         async def connect() -> Connection:
             transport, conn = await loop.create_connection(
-                lambda: cls(uri, max_size, on_data, inflater),
+                lambda: cls(uri, max_size, on_data),
                 uri.host,
                 uri.port,
                 ssl=ssl if uri.secure else None,
@@ -180,23 +179,20 @@ class Connection(asyncio.Protocol):
 
     def _frames(self, data: bytes) -> None:
         reader = self._reader
-        delivered = False
-        for opcode, payload in reader.feed(data):
-            if opcode <= 2:
-                self._messages.append(payload)
-                delivered = True
-            elif opcode == 9:
+        messages = self._messages
+        before = len(messages)
+        for opcode, payload in reader.feed(data):  # the reader queues data messages itself
+            if opcode == 9:
                 self._client.send_pong(payload)
                 self._write_pending()
             elif opcode == 8:
                 self._close_received(payload)
         if reader.error is not None:
-            self._messages.append(reader.error)
-            delivered = True
+            messages.append(reader.error)
             if self._transport is not None:
                 self._transport.pause_reading()  # nothing more can be read from this stream
-        if delivered:
-            if len(self._messages) > HIGH_WATER and not self._paused and self._transport:
+        if len(messages) != before:
+            if len(messages) > HIGH_WATER and not self._paused and self._transport:
                 self._paused = True
                 self._transport.pause_reading()
             self._on_data()
@@ -215,6 +211,25 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    @property
+    def messages(self) -> deque[bytes | FrameError | CompressionError]:
+        """Whole messages received and not yet taken, in order (an error in its message's
+        place). Take from the left, then call :meth:`consumed`.
+        """
+        return self._messages
+
+    def consumed(self) -> None:
+        """Messages were taken from :attr:`messages`: resume reading below the low mark."""
+        if self._paused and len(self._messages) < HIGH_WATER // 2 and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def ended(self) -> ConnectionGone | None:
+        """How the connection ended, once every message has been taken; else None."""
+        if not self._messages and (self._lost.done() or self._close_code is not None):
+            return ConnectionGone(self._close_code, self._close_reason)
+        return None
+
     def pop(self) -> bytes | FrameError | CompressionError | None:
         """The next whole message (or the error met in its place); None if none yet.
 
@@ -223,12 +238,11 @@ class Connection(asyncio.Protocol):
         messages = self._messages
         if messages:
             item = messages.popleft()
-            if self._paused and len(messages) < HIGH_WATER // 2 and self._transport is not None:
-                self._paused = False
-                self._transport.resume_reading()
+            self.consumed()
             return item
-        if self._lost.done() or self._close_code is not None:
-            raise ConnectionGone(self._close_code, self._close_reason)
+        gone = self.ended()
+        if gone is not None:
+            raise gone
         return None
 
     # ---- sending --------------------------------------------------------------------------

@@ -14,12 +14,13 @@ import importlib
 import os
 from types import SimpleNamespace
 
-from . import _frames_py, _inflate_py, _scan_py
+from . import _dispatch_py, _frames_py, _inflate_py, _scan_py
 from ._errors import CompressionError, FrameError, ScanError
 
 __all__ = [
     "BACKEND",
     "CompressionError",
+    "Dispatcher",
     "FrameError",
     "FrameReader",
     "ScanError",
@@ -34,6 +35,7 @@ _COMPILED = (
     "gateway._speedups._scan_c",
     "gateway._speedups._frames_c",
     "gateway._speedups._inflate_c",
+    "gateway._speedups._dispatch_c",
 )
 
 
@@ -48,9 +50,12 @@ def env_flag(name: str) -> bool:
 
 
 def _import_compiled() -> SimpleNamespace:
-    scan_c, frames_c, inflate_c = (importlib.import_module(name) for name in _COMPILED)
+    scan_c, frames_c, inflate_c, dispatch_c = (importlib.import_module(n) for n in _COMPILED)
     return SimpleNamespace(
-        scan=scan_c.scan, FrameReader=frames_c.FrameReader, ZlibStream=inflate_c.ZlibStream
+        scan=scan_c.scan,
+        FrameReader=frames_c.FrameReader,
+        ZlibStream=inflate_c.ZlibStream,
+        Dispatcher=dispatch_c.Dispatcher,
     )
 
 
@@ -78,16 +83,22 @@ def _load_compiled() -> SimpleNamespace | None:
 _compiled = _load_compiled()
 BACKEND: str = "python" if _compiled is None else "cython"
 _PURE = SimpleNamespace(
-    scan=_scan_py.scan, FrameReader=_frames_py.FrameReader, ZlibStream=_inflate_py.ZlibStream
+    scan=_scan_py.scan,
+    FrameReader=_frames_py.FrameReader,
+    ZlibStream=_inflate_py.ZlibStream,
+    Dispatcher=_dispatch_py.Dispatcher,
 )
 _chosen = _PURE if _compiled is None else _compiled
 scan = _chosen.scan
 FrameReader = _chosen.FrameReader
 ZlibStream = _chosen.ZlibStream
+Dispatcher = _chosen.Dispatcher
 
 
 def twins() -> dict[str, SimpleNamespace]:
-    """Every implementation (``.scan``, ``.FrameReader``, ``.ZlibStream``) by backend."""
+    """Every implementation (``.scan``, ``.FrameReader``, ``.ZlibStream``, ``.Dispatcher``)
+    by backend.
+    """
     found = {"python": _PURE}
     try:
         found["cython"] = _import_compiled()

@@ -23,10 +23,12 @@ cdef class FrameReader:
     cdef unsigned long long _max
     cdef object _inflater
     cdef ZlibStream _zlib
+    cdef object _sink_append
 
-    def __init__(self, max_size=0, inflater=None):
+    def __init__(self, max_size=0, inflater=None, sink=None):
         self.max_size = max_size
         self._inflater = inflater
+        self._sink_append = sink.append if sink is not None else None
         self._zlib = inflater if type(inflater) is ZlibStream else None
         self._max = max_size
         self.error = None
@@ -125,7 +127,11 @@ cdef class FrameReader:
             inflated = self._inflater.feed(payload)
         else:
             inflated = payload
-        if inflated is not None:
+        if inflated is None:
+            return 0
+        if self._sink_append is not None:
+            self._sink_append(inflated)
+        else:
             out.append((op, inflated))
         return 0
 

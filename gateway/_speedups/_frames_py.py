@@ -9,6 +9,10 @@ close code to send) and ends reading; what came before it is still returned.
 With an ``inflater`` (anything with ``feed(bytes) -> bytes | None``, such as
 ``ZlibStream``), data messages come out inflated and frames holding part of a compressed
 message yield nothing; a :class:`CompressionError` ends reading like a framing error.
+
+With a ``sink`` (anything with ``append``, such as a deque), each data message's payload is
+appended to it as it completes, and ``feed`` returns only the control frames: the reader
+fills the connection's queue itself, with no Python loop per message.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ __all__ = ["FrameReader", "FrameError"]
 class FrameReader:
     """Incremental frame decoder for one connection. ``max_size`` 0 means no limit."""
 
-    def __init__(self, max_size: int = 0, inflater: Any = None) -> None:
+    def __init__(self, max_size: int = 0, inflater: Any = None, sink: Any = None) -> None:
         self.max_size = max_size
         self._inflater = inflater
+        self._sink = sink
         self.error: FrameError | CompressionError | None = None
         self.closed = False  # a close frame was read; later bytes are ignored
         self._buf = bytearray()
@@ -110,7 +115,10 @@ class FrameReader:
             if inflated is None:
                 return  # part of a compressed message
             payload = inflated
-        out.append((op, payload))
+        if self._sink is not None:
+            self._sink.append(payload)
+        else:
+            out.append((op, payload))
 
     def _check(self, op: int, fin: int, n: int) -> None:
         if op >= 8:

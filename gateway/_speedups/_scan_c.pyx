@@ -1,5 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled envelope scanner: twin of ``_scan_py.py`` (same results, same errors)."""
+"""Compiled envelope scanner: twin of ``_scan_py.py`` (same results, same errors).
+
+:func:`envelope` is the C core: it records where ``op``, ``s`` and ``t`` are without making
+Python objects, so ``_dispatch_c`` can scan a payload and build only what it keeps.
+"""
 
 import json
 
@@ -30,23 +34,21 @@ cdef inline bint _is_null(const unsigned char* b, Py_ssize_t pos, Py_ssize_t n) 
     return pos + 4 <= n and b[pos] == 110 and b[pos + 1] == 117 and b[pos + 2] == 108 and b[pos + 3] == 108
 
 
-def scan(bytes data not None):
-    """Return ``(op, s, t)`` of the gateway payload ``data`` (UTF-8 JSON bytes)."""
-    cdef const unsigned char* b = <const unsigned char*> data
-    cdef Py_ssize_t n = len(data)
-    cdef Py_ssize_t pos, kstart, klen, start, depth
+cdef int envelope(const unsigned char* b, Py_ssize_t n, Envelope* e) except -1:
+    """Fill ``e`` with the spans of op, s and t; raise ScanError as :func:`scan` does."""
+    cdef Py_ssize_t pos, kstart, klen, start
     cdef int seen = 0
     cdef unsigned char c
     cdef bint escaped
-    op = None
-    seq = None
-    name = None
+    e.op_start = e.s_start = e.t_start = -1
+    e.op_end = e.s_end = e.t_end = -1
+    e.t_escaped = False
     pos = _ws(b, 0, n)
     if pos >= n or b[pos] != 123:
         raise ScanError("payload is not a JSON object", pos)
     pos = _ws(b, pos + 1, n)
     if pos < n and b[pos] == 125:
-        return op, seq, name
+        return 0
     while True:
         if pos >= n or b[pos] != 34:
             raise ScanError("expected an object key", pos)
@@ -67,18 +69,18 @@ def scan(bytes data not None):
             raise ScanError("expected an object key", start)
         pos = _ws(b, pos + 1, n)
         if not escaped and klen == 2 and b[kstart] == 111 and b[kstart + 1] == 112:
-            op, pos = _int_or_null(b, pos, n)
+            pos = _int_or_null(b, pos, n, &e.op_start, &e.op_end)
             seen |= 1
         elif not escaped and klen == 1 and b[kstart] == 115:
-            seq, pos = _int_or_null(b, pos, n)
+            pos = _int_or_null(b, pos, n, &e.s_start, &e.s_end)
             seen |= 2
         elif not escaped and klen == 1 and b[kstart] == 116:
-            name, pos = _str_or_null(data, b, pos, n)
+            pos = _str_or_null(b, pos, n, e)
             seen |= 4
         else:
             pos = _skip_value(b, pos, n)
         if seen == 7:
-            return op, seq, name
+            return 0
         pos = _ws(b, pos, n)
         if pos >= n:
             raise ScanError("unterminated object", pos)
@@ -86,56 +88,97 @@ def scan(bytes data not None):
         if c == 44:
             pos = _ws(b, pos + 1, n)
         elif c == 125:
-            return op, seq, name
+            return 0
         else:
             raise ScanError("expected ',' or '}'", pos)
 
 
-cdef tuple _int_or_null(const unsigned char* b, Py_ssize_t pos, Py_ssize_t n):
-    cdef Py_ssize_t start = pos
-    cdef bint neg = False
-    cdef object value
+cdef object span_int(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
+    """The integer of an op/s span (None for a missing or null key)."""
     cdef long long small = 0
-    if _is_null(b, pos, n):
-        return None, pos + 4
-    if pos < n and b[pos] == 45:
-        neg = True
-        pos += 1
-    if pos >= n or not (48 <= b[pos] <= 57):
-        raise ScanError("expected an integer or null", start)
-    while pos < n and 48 <= b[pos] <= 57:
-        pos += 1
-    if pos - start <= 18:
-        while start < pos:
-            if b[start] != 45:
-                small = small * 10 + (b[start] - 48)
-            start += 1
-        return (-small if neg else small), pos
-    value = int((<const char*> b)[start:pos])
-    return value, pos
+    cdef Py_ssize_t i = start
+    cdef bint neg
+    if start < 0:
+        return None
+    if end - start > 18:
+        return int((<const char*> b)[start:end])
+    neg = b[i] == 45
+    if neg:
+        i += 1
+    while i < end:
+        small = small * 10 + (b[i] - 48)
+        i += 1
+    return -small if neg else small
 
 
-cdef tuple _str_or_null(bytes data, const unsigned char* b, Py_ssize_t pos, Py_ssize_t n):
-    cdef Py_ssize_t end, i
-    cdef bint escaped = False
-    if _is_null(b, pos, n):
-        return None, pos + 4
-    if pos >= n or b[pos] != 34:
-        raise ScanError("expected a string or null", pos)
-    end = _string_end(b, pos + 1, n, pos)
-    for i in range(pos + 1, end - 1):
-        if b[i] == 92:
-            escaped = True
-            break
+def scan(bytes data not None):
+    """Return ``(op, s, t)`` of the gateway payload ``data`` (UTF-8 JSON bytes)."""
+    cdef const unsigned char* b = <const unsigned char*> data
+    cdef Envelope e
+    envelope(b, len(data), &e)
+    return span_int(b, e.op_start, e.op_end), span_int(b, e.s_start, e.s_end), _name(data, b, &e)
+
+
+cdef object _name(bytes data, const unsigned char* b, Envelope* e):
+    if e.t_start < 0:
+        return None
+    if e.t_escaped:
+        return _name_of(data[e.t_start - 1:e.t_end + 1], True, e.t_start - 1)
+    return (<const char*> b)[e.t_start:e.t_end].decode("utf-8")  # checked by envelope()
+
+
+cdef object _name_of(bytes quoted, bint escaped, Py_ssize_t pos):
+    """The str of a quoted JSON string; ScanError (at ``pos``) as the pure twin raises it."""
     if escaped:
         try:
-            return json.loads(data[pos:end]), end
+            return json.loads(quoted)
         except ValueError:
             raise ScanError("invalid string escape", pos) from None
     try:
-        return (<const char*> b)[pos + 1:end - 1].decode("utf-8"), end
+        return quoted[1:-1].decode("utf-8")
     except UnicodeDecodeError:
         raise ScanError("invalid UTF-8 in string", pos) from None
+
+
+cdef Py_ssize_t _int_or_null(const unsigned char* b, Py_ssize_t pos, Py_ssize_t n,
+                             Py_ssize_t* start, Py_ssize_t* end) except -1:
+    cdef Py_ssize_t first = pos
+    if _is_null(b, pos, n):
+        start[0] = end[0] = -2
+        return pos + 4
+    if pos < n and b[pos] == 45:
+        pos += 1
+    if pos >= n or not (48 <= b[pos] <= 57):
+        raise ScanError("expected an integer or null", first)
+    while pos < n and 48 <= b[pos] <= 57:
+        pos += 1
+    start[0] = first
+    end[0] = pos
+    return pos
+
+
+cdef Py_ssize_t _str_or_null(const unsigned char* b, Py_ssize_t pos, Py_ssize_t n, Envelope* e) except -1:
+    cdef Py_ssize_t end, i
+    cdef bint high
+    if _is_null(b, pos, n):
+        e.t_start = e.t_end = -2
+        e.t_escaped = False
+        return pos + 4
+    if pos >= n or b[pos] != 34:
+        raise ScanError("expected a string or null", pos)
+    end = _string_end(b, pos + 1, n, pos)
+    e.t_start = pos + 1
+    e.t_end = end - 1
+    e.t_escaped = False
+    high = False
+    for i in range(pos + 1, end - 1):
+        if b[i] == 92:
+            e.t_escaped = True
+        elif b[i] >= 128:
+            high = True
+    if e.t_escaped or high:  # rare: check it here, so errors come in scan()'s order
+        _name_of((<const char*> b)[pos:end], e.t_escaped, pos)
+    return end
 
 
 cdef Py_ssize_t _skip_value(const unsigned char* b, Py_ssize_t pos, Py_ssize_t n) except -1:

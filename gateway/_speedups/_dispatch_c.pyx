@@ -1,0 +1,192 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled dispatch drain: twin of ``_dispatch_py.py`` (same items, same stops).
+
+The envelope is scanned in C (``_scan_c.envelope``), so a dispatch the shard does not want
+costs no Python object at all, and a wanted one costs its JSON decode and the event.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memcmp
+
+from ._errors import CompressionError
+from ._inflate_c cimport ZlibStream
+from ._scan_c cimport Envelope, envelope, span_int
+
+__all__ = ["Dispatcher"]
+
+import json
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+    ctypedef struct _Type "PyTypeObject":
+        PyObject* (*tp_alloc)(_Type*, Py_ssize_t)
+    void PyTuple_SET_ITEM(PyObject*, Py_ssize_t, PyObject*)
+    void Py_INCREF(PyObject*)
+    void Py_DECREF(PyObject*)
+
+
+cdef inline object _event(object cls, object event_type, object data, object seq, object name):
+    """``tuple.__new__(cls, (event_type, data, seq, name))`` without the argument tuple."""
+    cdef PyObject* obj = (<_Type*> cls).tp_alloc(<_Type*> cls, 4)
+    if obj is NULL:
+        raise MemoryError()
+    Py_INCREF(<PyObject*> event_type)
+    PyTuple_SET_ITEM(obj, 0, <PyObject*> event_type)
+    Py_INCREF(<PyObject*> data)
+    PyTuple_SET_ITEM(obj, 1, <PyObject*> data)
+    Py_INCREF(<PyObject*> seq)
+    PyTuple_SET_ITEM(obj, 2, <PyObject*> seq)
+    Py_INCREF(<PyObject*> name)
+    PyTuple_SET_ITEM(obj, 3, <PyObject*> name)
+    result = <object> obj  # a new reference ...
+    Py_DECREF(obj)  # ... so drop the one tp_alloc gave
+    return result
+
+
+cdef class Dispatcher:
+    """See ``_dispatch_py.Dispatcher``."""
+
+    cdef readonly object table
+    cdef object _loads
+    cdef object _event
+    cdef object _last_name  # the previous name (str) and its table entry: most runs repeat it
+    cdef object _last_type
+    cdef object _seq  # the sequence of the dispatch _take last took
+
+    def __init__(self, table, loads, event):
+        if not (isinstance(event, type) and issubclass(event, tuple)):
+            raise TypeError("event must be a tuple subclass")
+        self.table = table
+        self._loads = loads
+        self._event = event
+        self._last_name = None
+        self._last_type = None
+        self._seq = None
+
+    def drain(self, frames, payloads, ready, Py_ssize_t limit, inflater=None):
+        cdef Py_ssize_t count = 0
+        cdef object last = None
+        cdef object payload, frame
+        cdef ZlibStream zlib = inflater if type(inflater) is ZlibStream else None
+        cdef object append = ready.append
+        cdef object pop_frame = frames.popleft
+        cdef bint held  # payload is the head of payloads (else a local, kept only on a stop)
+        while count < limit:
+            held = len(payloads) > 0
+            if held:
+                payload = payloads[0]
+                if type(payload) is not bytes:
+                    break
+            else:
+                if len(frames) == 0:
+                    break
+                frame = pop_frame()
+                if type(frame) is not bytes:
+                    frames.appendleft(frame)  # an error in its message's place
+                    break
+                if inflater is None:
+                    payload = frame
+                else:
+                    try:
+                        payload = zlib.feed(frame) if zlib is not None else inflater.feed(frame)
+                    except CompressionError as exc:
+                        payloads.append(exc)
+                        break
+                    if payload is None:
+                        continue  # part of a message
+            if not self._take(payload, append):
+                if not held:
+                    payloads.append(payload)
+                break
+            if held:
+                payloads.popleft()
+            last = self._seq
+            count += 1
+        return count, last
+
+    cdef bint _take(self, object payload, object append) except -1:
+        """Append the item of a plain dispatch and set ``_seq``; False for anything else."""
+        cdef const unsigned char* b = <const unsigned char*> (<bytes> payload)
+        cdef Envelope e
+        cdef PyObject* found
+        cdef object name, event_type
+        try:
+            envelope(b, len(<bytes> payload), &e)
+        except ValueError:
+            return False
+        if not (e.op_end - e.op_start == 1 and b[e.op_start] == 48):  # not a plain "0"
+            if e.op_start < 0 or span_int(b, e.op_start, e.op_end) != 0:
+                return False
+        if e.s_start < 0 or e.t_start < 0:
+            return False
+        if e.t_escaped:
+            name = _escaped_name(payload, e.t_start, e.t_end)
+            found = PyDict_GetItem(self.table, name) if name is not None else NULL
+            if found is NULL:
+                return False
+            event_type = <object> found
+        else:
+            if self._name(b, e.t_start, e.t_end) is None:
+                return False
+            event_type = self._last_type
+        append(payload if event_type is None else (payload, False))
+        self._seq = span_int(b, e.s_start, e.s_end)
+        return True
+
+    def event(self, bytes payload not None):
+        """The event of a wanted plain dispatch taken undecoded (``(payload, False)``).
+
+        Raises ValueError for a payload :meth:`drain` would not have taken undecoded, or
+        whose JSON does not decode.
+        """
+        cdef const unsigned char* b = <const unsigned char*> payload
+        cdef Envelope e
+        cdef PyObject* found
+        cdef object name, event_type, body, data
+        envelope(b, len(payload), &e)
+        if e.s_start < 0 or e.t_start < 0:
+            raise ValueError("not a dispatch")
+        if e.t_escaped:
+            name = _escaped_name(payload, e.t_start, e.t_end)
+            found = PyDict_GetItem(self.table, name) if name is not None else NULL
+            event_type = <object> found if found is not NULL else None
+        else:
+            name = self._name(b, e.t_start, e.t_end)
+            event_type = self._last_type if name is not None else None
+        if event_type is None:
+            raise ValueError("not a wanted dispatch")
+        body = self._loads(payload)
+        if type(body) is not dict:
+            raise ValueError("payload is not a JSON object")
+        found = PyDict_GetItem(body, "d")
+        data = <object> found if found is not NULL else None
+        return _event(self._event, event_type, data, span_int(b, e.s_start, e.s_end), name)
+
+    cdef object _name(self, const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
+        """The name (str) when the table knows it (its entry in ``_last_type``), else None."""
+        cdef Py_ssize_t size
+        cdef const char* known
+        cdef PyObject* found
+        if self._last_name is not None:
+            known = PyUnicode_AsUTF8AndSize(self._last_name, &size)
+            if size == end - start and memcmp(known, b + start, size) == 0:
+                return self._last_name
+        try:
+            name = PyUnicode_DecodeUTF8(<const char*> b + start, end - start, NULL)
+        except UnicodeDecodeError:
+            return None
+        found = PyDict_GetItem(self.table, name)
+        if found is NULL:
+            return None
+        self._last_name = name
+        self._last_type = <object> found
+        return name
+
+
+cdef object _escaped_name(bytes payload, Py_ssize_t start, Py_ssize_t end):
+    try:
+        return json.loads(payload[start - 1:end + 1])
+    except ValueError:
+        return None
