@@ -175,21 +175,10 @@ class Shard:
         Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
         otherwise (corrupt data) the shard reconnects and the next call continues.
         """
-        ready = self._ready
-        while ready:  # the per-event path, inlined: no driver trip, no extra call
-            item = ready.popleft()
-            if type(item) is tuple:
-                event = item[1]
-                if event is False:
-                    try:
-                        return self._decode_event(item[0])
-                    except ValueError as exc:
-                        self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
-                if event is not None:
-                    return event
-            elif type(item) is not bytes:
-                assert isinstance(item, ReceiveMessageError)
-                raise item
+        if self._ready:  # the per-event path: no driver trip
+            event = self._take_event()
+            if event is not None:
+                return event
         while True:
             closed = await self._pump()
             if closed is None:
@@ -286,8 +275,11 @@ class Shard:
             item = ready.popleft()
             if type(item) is tuple:
                 event = item[1]
-                if event is False:
-                    return self._decode(item[0])
+                if event is False:  # a wanted dispatch: decoded now, so its objects die young
+                    try:
+                        return self._decode_event(item[0])
+                    except ValueError as exc:
+                        self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
                 if event is not None:
                     return event
             elif type(item) is not bytes:
@@ -306,13 +298,6 @@ class Shard:
             return item[0]
         assert isinstance(item, ReceiveMessageError)
         raise item
-
-    def _decode(self, payload: bytes) -> Event:
-        """The event of a wanted dispatch processed undecoded (bad JSON: reconnect)."""
-        try:
-            return self._decode_event(payload)
-        except ValueError as exc:
-            self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
 
     def _fill(self, conn: Connection, now: float) -> None:
         """Process up to ``BATCH`` received payloads into ``_ready`` (one timer and flush

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -327,15 +328,23 @@ async def test_tls_connection_with_the_configured_context() -> None:
             await Connection.open(emu.url, ssl=ssl.create_default_context(), timeout=2)
 
 
+async def ready_shard_and_messages(emu: GatewayEmulator, count: int) -> tuple[Shard, list[int]]:
+    """A shard past its GUILD_CREATE, then ``count`` MESSAGE_CREATEs sent (their sequences);
+    all buffered before the shard reads again.
+    """
+    shard = shard_for(emu)
+    await events_until(shard, EventType.GUILD_CREATE)
+    guild = str(emu.guild_ids[0])
+    sent = [
+        (await emu.dispatch("MESSAGE_CREATE", {"id": str(n), "guild_id": guild}))[0]
+        for n in range(count)
+    ]
+    return shard, sent
+
+
 async def test_events_before_corrupt_data_are_delivered_first() -> None:
     async with GatewayEmulator(guilds=1, heartbeat_interval=5) as emu:
-        shard = shard_for(emu)
-        await events_until(shard, EventType.GUILD_CREATE)
-        guild = str(emu.guild_ids[0])
-        sent = [
-            (await emu.dispatch("MESSAGE_CREATE", {"id": str(n), "guild_id": guild}))[0]
-            for n in range(100)  # more than one batch, all buffered before the next read
-        ]
+        shard, sent = await ready_shard_and_messages(emu, 100)  # more than one batch
         await emu.live_connections()[0].send_corrupt_zlib()
         got: list[int | None] = []
         with pytest.raises(ReceiveMessageError) as info:
@@ -346,4 +355,62 @@ async def test_events_before_corrupt_data_are_delivered_first() -> None:
         event = await asyncio.wait_for(shard.next_event(), 10)  # then it resumes
         assert event.type in (EventType.GATEWAY_CLOSE, EventType.GATEWAY_HELLO)
         await events_until(shard, EventType.RESUMED)
+        await shard.close()
+
+
+async def test_mixing_next_event_and_next_message_loses_nothing() -> None:
+    async with GatewayEmulator(guilds=1, heartbeat_interval=5) as emu:
+        shard, sent = await ready_shard_and_messages(emu, 150)  # more than two batches
+        guild = str(emu.guild_ids[0])
+        got: list[int] = []
+        async with asyncio.timeout(10):
+            while len(got) < len(sent):
+                if len(got) % 3 == 0:
+                    message = await shard.next_message()
+                    assert isinstance(message, Text)
+                    payload = json.loads(message.text)
+                    if payload["op"] == 0:
+                        got.append(payload["s"])
+                else:
+                    event = await shard.next_event()
+                    if event.type is EventType.MESSAGE_CREATE:
+                        assert event.data["guild_id"] == guild
+                        got.append(event.sequence)
+        assert got == sent
+        await shard.close()
+
+
+async def test_a_dispatch_with_damaged_data() -> None:
+    """The envelope scans, so the payload is processed; its decode fails when taken: a
+    typed error, then a resume, and the events after it come once each."""
+    async with GatewayEmulator(guilds=1, heartbeat_interval=5) as emu:
+        shard = shard_for(emu)
+        await events_until(shard, EventType.GUILD_CREATE)
+        guild = str(emu.guild_ids[0])
+        conn = emu.live_connections()[0]
+        before = (await emu.dispatch("MESSAGE_CREATE", {"id": "1", "guild_id": guild}))[0]
+        await conn.send_payload(b'{"t":"MESSAGE_CREATE","s":%d,"op":0,"d":{"id":' % before)
+        after = (await emu.dispatch("MESSAGE_CREATE", {"id": "2", "guild_id": guild}))[0]
+        assert (await asyncio.wait_for(shard.next_event(), 10)).sequence == before
+        with pytest.raises(ReceiveMessageError) as info:
+            await asyncio.wait_for(shard.next_event(), 10)
+        assert info.value.kind.value == "deserializing" and not info.value.is_fatal()
+        seen = await events_until(shard, EventType.RESUMED)
+        late = (await emu.dispatch("MESSAGE_CREATE", {"id": "3", "guild_id": guild}))[0]
+        seen += await events_until(shard, EventType.MESSAGE_CREATE)
+        sequences = [e.sequence for e in seen if e.type is EventType.MESSAGE_CREATE]
+        assert sequences.count(after) == 1 and sequences[-1] == late
+        await shard.close()
+
+
+async def test_next_message_does_not_decode_dispatches() -> None:
+    async with GatewayEmulator(guilds=1, heartbeat_interval=5) as emu:
+        shard = shard_for(emu)
+        await events_until(shard, EventType.GUILD_CREATE)
+        seq = next(iter(emu.sessions.values())).seq
+        damaged = b'{"t":"MESSAGE_CREATE","s":%d,"op":0,"d":{"id":' % seq
+        await emu.live_connections()[0].send_payload(damaged)
+        message = await asyncio.wait_for(shard.next_message(), 10)
+        assert message == Text(damaged.decode())  # raw, as received: no error
+        assert shard.session is not None and shard.session.sequence == seq
         await shard.close()

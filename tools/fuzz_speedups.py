@@ -4,8 +4,9 @@
 
 Inputs are mutations (bit flips, truncations, insertions, splices, random cuts) of valid
 gateway traffic: websocket frame streams, zlib-stream frames and JSON payloads. Each input
-goes through the Cython FrameReader (with and without a ZlibStream), ZlibStream and scan,
-and through the pure twins; any difference in messages or error text is printed and makes
+goes through the Cython FrameReader (with and without a ZlibStream), ZlibStream, scan and
+the Dispatcher (drain over zlib-stream frames, then event() on what it took), and through
+the pure twins; any difference in messages or error text is printed and makes
 the exit status 1. A crash of the interpreter would end the run (CI would see it).
 """
 
@@ -26,8 +27,14 @@ try:  # the installed package; from a bare checkout, the source tree
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import backends
+from collections import deque
+
+from gateway import EventTypeFlags, backends, codec
 from gateway._speedups import CompressionError, FrameError, ScanError, twins
+from gateway.events import Event
+from gateway.protocol import _dispatch_table
+
+TABLE = _dispatch_table(int(EventTypeFlags.MESSAGE_CREATE | EventTypeFlags.GUILD_CREATE))
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "gateway" / "testing" / "payloads"
 
@@ -105,6 +112,35 @@ def run_frames(twin: Any, data: bytes, cuts: list[int], inflate: bool) -> Any:
     return out, kind, reader.closed
 
 
+def run_dispatch(twin: Any, frames: list[bytes], limit: int) -> Any:
+    """Drain as the shard does (the slow path pops what the drain leaves); then event()."""
+    dispatcher = twin.Dispatcher(TABLE, codec.fast_loads, Event)
+    inflater = twin.ZlibStream(backends.zlib.decompressobj(), 512)
+    source: deque[Any] = deque(frames)
+    payloads: deque[Any] = deque()
+    ready: deque[Any] = deque()
+    trace: list[Any] = []
+    while True:
+        count, seq = dispatcher.drain(source, payloads, ready, limit, inflater)
+        trace.append((count, seq))
+        for item in ready:
+            if type(item) is tuple:
+                try:
+                    trace.append(dispatcher.event(item[0]))
+                except ValueError:
+                    trace.append("ValueError")
+            else:
+                trace.append(item)
+        ready.clear()
+        if payloads:
+            item = payloads.popleft()
+            trace.append(item if isinstance(item, bytes) else str(item))
+            if not isinstance(item, bytes):
+                return trace
+        elif count == 0:
+            return trace
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=1_000_000)
@@ -120,12 +156,22 @@ def main() -> int:
     compressor = zlib.compressobj()
     zframes = [compressor.compress(p) + compressor.flush(zlib.Z_SYNC_FLUSH) for p in payloads]
     wire = [frame(z, 2) for z in zframes]
-    counts = {"scan": 0, "inflate": 0, "frames": 0, "frames+inflate": 0}
+    dispatches = [p for p in payloads if p.startswith(b'{"t":"')] or payloads
+    dispatches = dispatches * 3  # repeats: later messages refer back to earlier ones
+    dcompressor = zlib.compressobj()
+    dframes = [dcompressor.compress(p) + dcompressor.flush(zlib.Z_SYNC_FLUSH) for p in dispatches]
+    counts = {"scan": 0, "inflate": 0, "frames": 0, "frames+inflate": 0, "dispatch": 0}
     mismatches = 0
     started = time.perf_counter()
     for i in range(args.inputs):
-        kind = i % 4
-        if kind == 0:
+        kind = i % 5
+        if kind == 4:
+            k = rng.randint(1, len(dframes))
+            frames = [mutate(rng, f) if rng.random() < 0.1 else f for f in dframes[:k]]
+            limit = rng.randint(1, 4)
+            a, b = run_dispatch(cy, frames, limit), run_dispatch(py, frames, limit)
+            name = "dispatch"
+        elif kind == 0:
             data = mutate(rng, rng.choice(payloads))
             a, b, name = run_scan(cy, data), run_scan(py, data), "scan"
         elif kind == 1:

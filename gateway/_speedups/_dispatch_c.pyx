@@ -138,31 +138,25 @@ cdef class Dispatcher:
     def event(self, bytes payload not None):
         """The event of a wanted plain dispatch taken undecoded (``(payload, False)``).
 
-        Raises ValueError for a payload :meth:`drain` would not have taken undecoded, or
-        whose JSON does not decode.
+        ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
+        when the JSON does not decode or is not a wanted dispatch.
         """
-        cdef const unsigned char* b = <const unsigned char*> payload
-        cdef Envelope e
         cdef PyObject* found
-        cdef object name, event_type, body, data
-        envelope(b, len(payload), &e)
-        if e.s_start < 0 or e.t_start < 0:
-            raise ValueError("not a dispatch")
-        if e.t_escaped:
-            name = _escaped_name(payload, e.t_start, e.t_end)
-            found = PyDict_GetItem(self.table, name) if name is not None else NULL
-            event_type = <object> found if found is not NULL else None
-        else:
-            name = self._name(b, e.t_start, e.t_end)
-            event_type = self._last_type if name is not None else None
-        if event_type is None:
-            raise ValueError("not a wanted dispatch")
+        cdef object body, name, seq, data
         body = self._loads(payload)
         if type(body) is not dict:
             raise ValueError("payload is not a JSON object")
+        found = PyDict_GetItem(body, "t")
+        name = <object> found if found is not NULL else None
+        found = PyDict_GetItem(body, "s")
+        seq = <object> found if found is not NULL else None
+        found = PyDict_GetItem(self.table, name) if type(name) is str else NULL
+        if found is NULL or <object> found is None or type(seq) is not int:
+            raise ValueError("payload is not a wanted dispatch")
+        event_type = <object> found
         found = PyDict_GetItem(body, "d")
         data = <object> found if found is not NULL else None
-        return _event(self._event, event_type, data, span_int(b, e.s_start, e.s_end), name)
+        return _event(self._event, event_type, data, seq, name)
 
     cdef object _name(self, const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
         """The name (str) when the table knows it (its entry in ``_last_type``), else None."""

@@ -111,16 +111,17 @@ class Dispatcher:
     def event(self, payload: bytes) -> tuple[Any, ...]:
         """The event of a wanted plain dispatch taken undecoded (``(payload, False)``).
 
-        Raises ValueError for a payload :meth:`drain` would not have taken undecoded, or
-        whose JSON does not decode.
+        ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
+        when the JSON does not decode or is not a wanted dispatch.
         """
-        _, seq, name = scan(payload)
-        event_type = self._table.get(name) if seq is not None and name is not None else None
-        if event_type is None:
-            raise ValueError("not a wanted dispatch")
         body = self._loads(payload)
         if type(body) is not dict:
             raise ValueError("payload is not a JSON object")
+        name = body.get("t")
+        seq = body.get("s")
+        event_type = self._table.get(name) if type(name) is str else None
+        if event_type is None or type(seq) is not int:
+            raise ValueError("payload is not a wanted dispatch")
         return tuple.__new__(self._event, (event_type, body.get("d"), seq, name))
 
     def _take(self, payload: bytes, append: Callable[[Any], None]) -> int | None:

@@ -21,6 +21,9 @@ _STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
 _INT = re.compile(rb"-?[0-9]+")
 _SCALAR = re.compile(rb"[^,}\] \t\n\r]+")
 _STRUCT = re.compile(rb'["{}\[\]]')
+# Discord's own layout: t, s and op first, compact. One match instead of a walk; anything
+# else (spaces, other orders, escapes, negative numbers) takes the general scan.
+_DISCORD = re.compile(rb'\{"t":(?:"([A-Za-z0-9_]*)"|null),"s":(?:([0-9]+)|null),"op":([0-9]+)')
 
 
 def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
@@ -29,6 +32,10 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
     Keys may come in any order and may be missing (``None``). Raises :class:`ScanError`
     when the text is not a JSON object or when ``op``/``s``/``t`` have the wrong type.
     """
+    fast = _DISCORD.match(data)
+    if fast is not None:
+        t, s, o = fast.groups()
+        return int(o), None if s is None else int(s), None if t is None else t.decode()
     n = len(data)
     pos = _WS.match(data, 0).end()  # type: ignore[union-attr]
     if pos >= n or data[pos] != 0x7B:  # "{"

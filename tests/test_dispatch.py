@@ -1,0 +1,168 @@
+"""The dispatch drain twins: identical items, stops and sequences; the slow path keeps the rest."""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import EventType, EventTypeFlags, backends, codec
+from gateway._speedups import FrameError, ScanError, twins
+from gateway.events import Event
+from gateway.protocol import _dispatch_table
+
+WANTED = int(EventTypeFlags.MESSAGE_CREATE | EventTypeFlags.TYPING_START)
+TABLE = _dispatch_table(WANTED)
+
+
+def dispatch(name: str, seq: int, d: bytes = b'{"id":"1"}') -> bytes:
+    return b'{"t":"%s","s":%d,"op":0,"d":%s}' % (name.encode(), seq, d)
+
+
+#: Payloads a shard meets, each with whether the drain may take it.
+CASES: list[tuple[bytes, bool]] = [
+    (dispatch("MESSAGE_CREATE", 1), True),  # wanted
+    (dispatch("PRESENCE_UPDATE", 2), True),  # known, not wanted
+    (b'{"op":0,"d":{"x":[1,{"t":"no"}]},"s":3,"t":"TYPING_START"}', True),  # t after d
+    (b' { "t" : "MESSAGE_CREATE" , "s" : 4 , "op" : 0 , "d" : null } ', True),  # spaces
+    (b'{"t":"MESSAGE\\u005fCREATE","s":5,"op":0,"d":{}}', True),  # an escaped name
+    (b'{"t":"MESSAGE_CREATE","s":6,"op":-0,"d":{}}', True),  # -0 is 0
+    (dispatch("READY", 7, b'{"session_id":"a"}'), False),  # changes state: receive()
+    (dispatch("RESUMED", 8), False),
+    (dispatch("SOMETHING_NEW", 9), False),  # unknown: receive() logs it
+    (b'{"t":null,"s":null,"op":11,"d":null}', False),  # heartbeat ACK
+    (b'{"t":"MESSAGE_CREATE","s":null,"op":0,"d":{}}', False),  # no sequence
+    (b'{"t":"MESSAGE_CREATE","s":10,"op":00,"d":{}}', True),  # a peek, not a validator
+    (b'{"t":"MESSAGE_CREATE","s":', False),  # cut short
+    (b'{"t":"MESSAGE_CREATE","s":11,"op":0,"d":{"id":', True),  # decoded (and fails) later
+    (b'{"t":"\xff","s":12,"op":0,"d":{}}', False),  # invalid UTF-8 in the name
+    (b"[]", False),
+    (b"", False),
+]
+
+
+def frames_of(payloads: list[bytes], compressed: bool, splits: list[int]) -> list[bytes]:
+    if not compressed:
+        return list(payloads)
+    compressor = zlib.compressobj()
+    frames: list[bytes] = []
+    for i, payload in enumerate(payloads):
+        data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        cut = min(splits[i % len(splits)] if splits else 0, len(data) - 5)
+        if cut > 0 and not data[:cut].endswith(b"\x00\x00\xff\xff"):
+            frames += [data[:cut], data[cut:]]  # one message over two frames
+        else:
+            frames.append(data)
+    return frames
+
+
+def run(twin: SimpleNamespace, frames: list[Any], limit: int, compressed: bool) -> list[Any]:
+    """Drive drain as the shard does; the trace of what went where, with sequences."""
+    dispatcher = twin.Dispatcher(TABLE, codec.fast_loads, Event)
+    inflater = twin.ZlibStream(backends.zlib.decompressobj()) if compressed else None
+    source, payloads, ready = deque(frames), deque(), deque()  # type: ignore[var-annotated]
+    trace: list[Any] = []
+    while True:
+        count, seq = dispatcher.drain(source, payloads, ready, limit, inflater)
+        assert count == len(ready) <= limit
+        trace.append(("drained", list(ready), seq))
+        ready.clear()
+        if payloads:
+            item = payloads.popleft()
+            trace.append(("slow", item if isinstance(item, bytes) else repr(item)))
+            if not isinstance(item, bytes):
+                break  # a CompressionError ends the stream
+        elif source and not isinstance(source[0], bytes):
+            trace.append(("error", repr(source.popleft())))
+        elif count == 0:
+            return trace
+    return trace
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_what_the_drain_takes(speedups: SimpleNamespace, compressed: bool) -> None:
+    payloads = [payload for payload, _ in CASES]
+    trace = run(speedups, frames_of(payloads, compressed, [3]), 64, compressed)
+    taken = [item for step in trace if step[0] == "drained" for item in step[1]]
+    slow = [step[1] for step in trace if step[0] == "slow"]
+    assert slow == [payload for payload, fast in CASES if not fast]
+    expected = []
+    for payload, fast in CASES:
+        if fast:
+            wanted = b"MESSAGE" in payload or b"TYPING" in payload
+            expected.append((payload, False) if wanted else payload)
+    assert taken == expected
+
+
+def test_the_last_sequence_of_a_run_is_returned(speedups: SimpleNamespace) -> None:
+    frames = [dispatch("MESSAGE_CREATE", n) for n in range(1, 6)] + [b'{"op":11}']
+    trace = run(speedups, frames, 3, False)
+    assert [step[2] for step in trace if step[0] == "drained"] == [3, 5, None]
+
+
+def test_errors_stay_in_place(speedups: SimpleNamespace) -> None:
+    error = FrameError("masked frame from the server", 1002)
+    trace = run(speedups, [dispatch("MESSAGE_CREATE", 1), error, dispatch("MESSAGE_CREATE", 2)],
+                64, False)  # fmt: skip
+    assert [step[0] for step in trace] == ["drained", "error", "drained", "drained"]
+    frames = frames_of([dispatch("MESSAGE_CREATE", 1)], True, [])
+    trace = run(speedups, [*frames, b"\x00\x01garbage\x00\x00\xff\xff"], 64, True)
+    assert trace[0][1] == [(dispatch("MESSAGE_CREATE", 1), False)]
+    assert trace[1][0] == "slow" and "CompressionError" in trace[1][1]
+
+
+def test_event_decodes_on_take(speedups: SimpleNamespace) -> None:
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    event = dispatcher.event(dispatch("MESSAGE_CREATE", 7, b'{"id":"9"}'))
+    assert type(event) is Event
+    assert event == Event(EventType.MESSAGE_CREATE, {"id": "9"}, 7, "MESSAGE_CREATE")
+    escaped = dispatcher.event(b'{"t":"MESSAGE\\u005fCREATE","s":5,"op":0}')
+    assert escaped == Event(EventType.MESSAGE_CREATE, None, 5, "MESSAGE_CREATE")
+    for bad in (b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{"id":', dispatch("PRESENCE_UPDATE", 1),
+                b'{"t":"MESSAGE_CREATE","s":', dispatch("READY", 1)):  # fmt: skip
+        with pytest.raises(ValueError):
+            dispatcher.event(bad)
+
+
+def test_event_class_must_be_a_tuple(speedups: SimpleNamespace) -> None:
+    with pytest.raises(TypeError):
+        speedups.Dispatcher(TABLE, codec.fast_loads, dict)
+
+
+_kinds = st.sampled_from([payload for payload, _ in CASES])
+_names = st.sampled_from(["MESSAGE_CREATE", "TYPING_START", "PRESENCE_UPDATE", "READY", "X"])
+_bodies = st.sampled_from([b"{}", b"null", b'{"s":1,"t":"READY"}', b"[1,2]"])
+_dispatches = st.builds(dispatch, _names, st.integers(0, 2**40), _bodies)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_kinds, _dispatches, st.binary(max_size=40)), max_size=30),
+       st.integers(1, 8), st.booleans(), st.lists(st.integers(0, 30), max_size=5))  # fmt: skip
+def test_twins_agree(
+    payloads: list[bytes], limit: int, compressed: bool, splits: list[int]
+) -> None:
+    frames = frames_of(payloads, compressed, splits)
+    traces = [run(twin, frames, limit, compressed) for twin in twins().values()]
+    assert all(trace == traces[0] for trace in traces)
+    # Every payload comes out once, in order, through the drain or the slow path.
+    out = [item for step in traces[0] if step[0] != "error"
+           for item in (step[1] if step[0] == "drained" else [step[1]])]  # fmt: skip
+    assert [item[0] if isinstance(item, tuple) else item for item in out] == payloads
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_kinds, _dispatches, st.binary(max_size=40)), max_size=10))
+def test_event_twins_agree(payloads: list[bytes]) -> None:
+    for payload in payloads:
+        results = []
+        for twin in twins().values():
+            try:
+                results.append(twin.Dispatcher(TABLE, codec.fast_loads, Event).event(payload))
+            except (ValueError, ScanError):
+                results.append("ValueError")
+        assert all(result == results[0] for result in results)
