@@ -124,6 +124,11 @@ class ShardProtocol:
         return self._resume_url
 
     @property
+    def awaiting_ack(self) -> bool:
+        """Whether the last heartbeat sent has not been acknowledged yet."""
+        return self._awaiting_ack
+
+    @property
     def heartbeat_interval(self) -> float | None:
         """Seconds between heartbeats, from HELLO (None before HELLO)."""
         return self._interval

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import random
 import ssl as ssl_module
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal, NoReturn, TypeAlias
@@ -95,6 +96,8 @@ class Shard:
         # Payloads processed in a batch and not yet returned, as ShardProtocol.drain puts
         # them (bytes, (bytes, Event | None | False)), or the error met in a payload's place.
         self._ready: deque[_Ready] = deque()
+        # Payloads processed ahead by _catch_up, moved to _ready a batch at a time.
+        self._backlog: deque[_Ready] = deque()
 
     # ---- public properties ----------------------------------------------------------------
 
@@ -241,20 +244,25 @@ class Shard:
             now = loop.time()
             if p.wants_write:
                 self._flush(loop)
-            if p.close_request is not None:
+            if p.close_request is not None and not self._backlog:
                 return await self._close_requested()
             if self._identify_task is None and p.wants_identify(now):
                 self._identify_task = asyncio.create_task(self._identify())
             deadline = p.next_deadline()
             if deadline is not None and now >= deadline:
+                if p.awaiting_ack:
+                    self._catch_up(conn, now)
                 p.on_timer(now)
                 if p.close_request is not None:
-                    continue  # a zombie: close it
+                    continue  # a zombie: close it (after the backlog)
                 self._flush(loop)
                 deadline = p.next_deadline()
                 if deadline is not None and deadline <= now:
                     deadline = None  # the identify queue's task wakes us, not the clock
-            self._fill(conn, now)
+            if self._backlog:
+                self._take_backlog()
+            else:
+                self._fill(conn, now)
             if p.wants_write:
                 self._flush(loop)
             if self._ready:
@@ -299,18 +307,34 @@ class Shard:
         assert isinstance(item, ReceiveMessageError)
         raise item
 
-    def _fill(self, conn: Connection, now: float) -> None:
-        """Process up to ``BATCH`` received payloads into ``_ready`` (one timer and flush
-        check per batch, not per payload): runs of plain dispatches in one compiled call
-        (inflate, scan, decode), anything else through ``ShardProtocol.receive``. Stops at
-        a close request; an error is queued in its place, so what came before it is
-        delivered first.
+    def _catch_up(self, conn: Connection, now: float) -> None:
+        """A heartbeat is due and the last one is unacknowledged: before calling the
+        connection a zombie, process everything received so far (cheap: nothing is
+        decoded), since the ACK may wait behind a backlog the user has not taken yet. The
+        processed payloads wait in ``_backlog`` and still reach ``_ready`` a batch per
+        driver trip, so heartbeats keep their schedule while the user catches up.
+        """
+        self._fill(conn, now, sys.maxsize, self._backlog)
+
+    def _take_backlog(self) -> None:
+        backlog, ready = self._backlog, self._ready
+        for _ in range(min(BATCH, len(backlog))):
+            ready.append(backlog.popleft())
+
+    def _fill(
+        self, conn: Connection, now: float, limit: int = BATCH, into: deque[_Ready] | None = None
+    ) -> None:
+        """Process up to ``limit`` received payloads into ``_ready`` (or ``into``): one
+        timer and flush check per batch, not per payload. Runs of plain dispatches go in
+        one compiled call (inflate, scan, sequence), anything else through
+        ``ShardProtocol.receive``. Stops at a close request; an error is queued in its
+        place, so what came before it is delivered first.
         """
         p = self._protocol
-        ready = self._ready
+        ready = self._ready if into is None else into
         frames = conn.messages
         payloads = self._payloads
-        budget = BATCH
+        budget = limit
         while budget > 0 and p.close_request is None:
             budget -= p.drain(frames, payloads, ready, budget, self._inflater)
             if budget <= 0:

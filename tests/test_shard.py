@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -413,4 +414,23 @@ async def test_next_message_does_not_decode_dispatches() -> None:
         message = await asyncio.wait_for(shard.next_message(), 10)
         assert message == Text(damaged.decode())  # raw, as received: no error
         assert shard.session is not None and shard.session.sequence == seq
+        await shard.close()
+
+
+async def test_an_ack_behind_a_backlog_is_not_a_zombie() -> None:
+    """A consumer slower than the traffic: the ACK waits behind thousands of events it has
+    not taken yet. The shard processes what was received before calling it a zombie."""
+    async with GatewayEmulator(guilds=1, heartbeat_interval=0.25) as emu:
+        shard, sent = await ready_shard_and_messages(emu, 2500)
+        got: list[int | None] = []
+        async with asyncio.timeout(30):
+            while len(got) < len(sent):
+                event = await shard.next_event()
+                if event.type is EventType.MESSAGE_CREATE:
+                    got.append(event.sequence)
+                    time.sleep(0.0005)  # the consumer's own (blocking) work per event
+                    await asyncio.sleep(0)  # and its awaits: the loop reads meanwhile
+        assert got == sent
+        assert len(emu.connections) == 1 and not emu.resumes  # no false zombie
+        assert len(emu.connections[0].heartbeats) >= 4  # beats were due during the backlog
         await shard.close()
