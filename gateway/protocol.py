@@ -253,9 +253,9 @@ class ShardProtocol:
         ``frames`` are the connection's messages, inflated here through ``inflater`` (None:
         no transport compression). A plain dispatch is op 0 with a known name other than
         READY/RESUMED; the first payload that is anything else is left (inflated) at the
-        head of ``payloads`` for :meth:`receive`. ``ready`` gets ``payload`` (bytes: not
-        wanted) or ``(payload, False)`` (wanted: :attr:`decode_event` makes the event when
-        it is taken, so its objects die young). See ``gateway._speedups._dispatch_py``.
+        head of ``payloads`` for :meth:`receive`. ``ready`` gets ``payload`` (bytes: wanted;
+        :attr:`decode_event` makes the event when it is taken, so its objects die young)
+        or ``(payload, None)`` (not wanted). See ``gateway._speedups._dispatch_py``.
         """
         count: int
         count, seq = self._dispatcher.drain(frames, payloads, ready, limit, inflater)

@@ -15,7 +15,7 @@ import ssl as ssl_module
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal, NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import websockets
 
@@ -47,7 +47,7 @@ BATCH = 64
 _CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
 
 
-_Ready: TypeAlias = "bytes | tuple[bytes, Event | Literal[False] | None] | ReceiveMessageError"
+_Ready: TypeAlias = "bytes | tuple[bytes, Event | None] | ReceiveMessageError"
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -94,7 +94,8 @@ class Shard:
         self._ssl: ssl_module.SSLContext | None = config.ssl
         self._fatal_code: int | None = None
         # Payloads processed in a batch and not yet returned, as ShardProtocol.drain puts
-        # them (bytes, (bytes, Event | None | False)), or the error met in a payload's place.
+        # them (bytes: a wanted dispatch, decoded when taken; (bytes, Event | None): processed),
+        # or the error met in a payload's place.
         self._ready: deque[_Ready] = deque()
         # Payloads processed ahead by _catch_up, moved to _ready a batch at a time.
         self._backlog: deque[_Ready] = deque()
@@ -281,16 +282,15 @@ class Shard:
         ready = self._ready
         while ready:
             item = ready.popleft()
+            if type(item) is bytes:  # a wanted dispatch: decoded now, so its objects die young
+                try:
+                    return self._decode_event(item)
+                except ValueError as exc:
+                    self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
             if type(item) is tuple:
-                event = item[1]
-                if event is False:  # a wanted dispatch: decoded now, so its objects die young
-                    try:
-                        return self._decode_event(item[0])
-                    except ValueError as exc:
-                        self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
-                if event is not None:
-                    return event
-            elif type(item) is not bytes:
+                if item[1] is not None:
+                    return item[1]
+            else:
                 assert isinstance(item, ReceiveMessageError)
                 raise item
         return None

@@ -79,8 +79,8 @@ def pipeline(twin: Any, reads: list[bytes], flags: EventTypeFlags) -> Callable[[
             while frames or payloads:
                 count += shard.drain(frames, payloads, ready, BATCH, inflater)
                 for item in ready:
-                    if type(item) is tuple:
-                        decode(item[0])
+                    if type(item) is bytes:  # wanted
+                        decode(item)
                 ready.clear()
                 if payloads:
                     shard.receive(payloads.popleft(), 0.0)

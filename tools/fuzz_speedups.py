@@ -124,9 +124,9 @@ def run_dispatch(twin: Any, frames: list[bytes], limit: int) -> Any:
         count, seq = dispatcher.drain(source, payloads, ready, limit, inflater)
         trace.append((count, seq))
         for item in ready:
-            if type(item) is tuple:
+            if type(item) is bytes:  # wanted: decode it
                 try:
-                    trace.append(dispatcher.event(item[0]))
+                    trace.append(dispatcher.event(item))
                 except ValueError:
                     trace.append("ValueError")
             else:

@@ -131,12 +131,12 @@ cdef class Dispatcher:
             if self._name(b, e.t_start, e.t_end) is None:
                 return False
             event_type = self._last_type
-        append(payload if event_type is None else (payload, False))
+        append((payload, None) if event_type is None else payload)
         self._seq = span_int(b, e.s_start, e.s_end)
         return True
 
     def event(self, bytes payload not None):
-        """The event of a wanted plain dispatch taken undecoded (``(payload, False)``).
+        """The event of a wanted plain dispatch that :meth:`drain` queued (undecoded).
 
         ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
         when the JSON does not decode or is not a wanted dispatch.

@@ -21,9 +21,10 @@ of ``payloads`` as its :class:`CompressionError`.
 
 Items appended to ``ready``:
 
-- ``payload`` (bytes): a dispatch the shard does not want (nothing for ``next_event``);
-- ``(payload, False)``: a wanted dispatch, not decoded yet (:meth:`Dispatcher.event`
-  decodes it; ``next_message`` never needs the JSON tree).
+- ``payload`` (bytes): a wanted dispatch, not decoded yet (:meth:`Dispatcher.event`
+  decodes it when it is taken; ``next_message`` never needs the JSON tree);
+- ``(payload, None)``: a dispatch the shard does not want (the shape of a payload
+  ``ShardProtocol.receive`` processed without an event).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class Dispatcher:
         return count, last
 
     def event(self, payload: bytes) -> tuple[Any, ...]:
-        """The event of a wanted plain dispatch taken undecoded (``(payload, False)``).
+        """The event of a wanted plain dispatch that :meth:`drain` queued (undecoded).
 
         ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
         when the JSON does not decode or is not a wanted dispatch.
@@ -132,5 +133,5 @@ class Dispatcher:
             return None
         if op != 0 or seq is None or name is None or name not in self._table:
             return None
-        append(payload if self._table[name] is None else (payload, False))
+        append((payload, None) if self._table[name] is None else payload)
         return seq
