@@ -97,8 +97,9 @@ class Shard:
         # them (bytes: a wanted dispatch, decoded when taken; (bytes, Event | None): processed),
         # or the error met in a payload's place.
         self._ready: deque[_Ready] = deque()
-        # Payloads processed ahead by _catch_up, moved to _ready a batch at a time.
-        self._backlog: deque[_Ready] = deque()
+        # Payloads processed ahead by _catch_up, moved to _ready a batch at a time (made
+        # only when needed: an empty deque is ~760 bytes, and idle shards are many).
+        self._backlog: deque[_Ready] | None = None
 
     # ---- public properties ----------------------------------------------------------------
 
@@ -314,12 +315,17 @@ class Shard:
         processed payloads wait in ``_backlog`` and still reach ``_ready`` a batch per
         driver trip, so heartbeats keep their schedule while the user catches up.
         """
+        if self._backlog is None:
+            self._backlog = deque()
         self._fill(conn, now, sys.maxsize, self._backlog)
 
     def _take_backlog(self) -> None:
         backlog, ready = self._backlog, self._ready
+        assert backlog is not None
         for _ in range(min(BATCH, len(backlog))):
             ready.append(backlog.popleft())
+        if not backlog:
+            self._backlog = None
 
     def _fill(
         self, conn: Connection, now: float, limit: int = BATCH, into: deque[_Ready] | None = None

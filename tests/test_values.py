@@ -10,6 +10,7 @@ import pytest
 from gateway import CloseCode, CloseFrame, EventType, EventTypeFlags, Intents, OpCode, ShardId
 from gateway.close import invalidates_session, is_fatal
 from gateway.events import ALWAYS_SENT, INTENT_EVENTS
+from gateway.latency import Latency
 
 # ---- ShardId ---------------------------------------------------------------------------------
 
@@ -178,3 +179,14 @@ def test_close_frame() -> None:
         CloseFrame(999)
     with pytest.raises(ValueError):
         CloseFrame(4000, "x" * 124)
+
+
+def test_latency_keeps_the_five_most_recent_round_trips() -> None:
+    latency = Latency()
+    assert latency.recent == () and latency.average is None
+    for n in range(7):
+        latency.record_sent(10.0 * n)
+        latency.record_ack(10.0 * n + 0.1 * (n + 1))
+    assert latency.recent == pytest.approx((0.3, 0.4, 0.5, 0.6, 0.7))
+    assert latency.heartbeats == 7 and latency.average == pytest.approx(0.4)
+    assert latency.received == pytest.approx(60.7)
