@@ -230,21 +230,6 @@ class Connection(asyncio.Protocol):
             return ConnectionGone(self._close_code, self._close_reason)
         return None
 
-    def pop(self) -> bytes | FrameError | CompressionError | None:
-        """The next whole message (or the error met in its place); None if none yet.
-
-        Raises :class:`ConnectionGone` once every message before the end has been popped.
-        """
-        messages = self._messages
-        if messages:
-            item = messages.popleft()
-            self.consumed()
-            return item
-        gone = self.ended()
-        if gone is not None:
-            raise gone
-        return None
-
     # ---- sending --------------------------------------------------------------------------
 
     def _write_pending(self) -> None:

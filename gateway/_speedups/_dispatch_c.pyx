@@ -12,11 +12,9 @@ from libc.string cimport memcmp
 
 from ._errors import CompressionError
 from ._inflate_c cimport ZlibStream
-from ._scan_c cimport Envelope, envelope, span_int
+from ._scan_c cimport Envelope, _name_of, envelope, span_int
 
 __all__ = ["Dispatcher"]
-
-import json
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
@@ -121,9 +119,9 @@ cdef class Dispatcher:
                 return False
         if e.s_start < 0 or e.t_start < 0:
             return False
-        if e.t_escaped:
-            name = _escaped_name(payload, e.t_start, e.t_end)
-            found = PyDict_GetItem(self.table, name) if name is not None else NULL
+        if e.t_escaped:  # rare; envelope() already checked the escapes
+            name = _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1)
+            found = PyDict_GetItem(self.table, name)
             if found is NULL:
                 return False
             event_type = <object> found
@@ -178,9 +176,3 @@ cdef class Dispatcher:
         self._last_type = <object> found
         return name
 
-
-cdef object _escaped_name(bytes payload, Py_ssize_t start, Py_ssize_t end):
-    try:
-        return json.loads(payload[start - 1:end + 1])
-    except ValueError:
-        return None
