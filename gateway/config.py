@@ -11,7 +11,7 @@ from . import __version__
 from .commands import UpdatePresence
 from .events import EventTypeFlags
 from .intents import Intents
-from .session import Session
+from .session import Session, SessionStore
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -75,6 +75,7 @@ class Config:
     ssl: SSLContext | None = None
     connect_timeout: float = 10.0
     max_message_size: int | None = None
+    session_store: SessionStore | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", normalize_token(self.token))

@@ -18,7 +18,7 @@ from .intents import Intents
 __all__ = ["Event", "EventType", "EventTypeFlags", "INTENT_EVENTS", "ALWAYS_SENT"]
 
 
-class EventType(str, enum.Enum):
+class EventType(str, enum.Enum):  # noqa: UP042 (str() keeps the enum form)
     """The type of an :class:`~gateway.Event`: a dispatch name, or a gateway-level event.
 
     The value of a dispatch type is its name on the wire (``t``), so
