@@ -51,21 +51,27 @@ def _zstd_decompressor() -> Any:
 class ZstdInflater:
     """zstd-stream: one streaming decompressor per connection; one frame, one message."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int | None = None) -> None:
         self._d = _zstd_decompressor()
+        self._max = max_size
 
     def feed(self, frame: bytes) -> bytes | None:
         try:
-            return bytes(self._d.decompress(frame))
+            out = bytes(self._d.decompress(frame))
         except Exception as exc:
             raise CompressionError(f"zstd-stream is corrupt: {exc}") from None
+        if self._max is not None and len(out) > self._max:
+            raise CompressionError(f"a message inflates past {self._max} bytes")
+        return out
 
 
-def create(compression: str | None) -> Inflater | None:
-    """A new transport inflater for one connection (None: no transport compression)."""
+def create(compression: str | None, max_size: int | None = None) -> Inflater | None:
+    """A new transport inflater for one connection (None: no transport compression);
+    ``max_size`` caps the inflated size of one message (a decompression bomb).
+    """
     if compression == "zlib-stream":
-        inflater: Inflater = ZlibStream(backends.zlib.decompressobj())
+        inflater: Inflater = ZlibStream(backends.zlib.decompressobj())  # cap: after merge
         return inflater
     if compression == "zstd-stream":
-        return ZstdInflater()
+        return ZstdInflater(max_size)
     return None

@@ -58,6 +58,25 @@ class Config:
     events are fully decoded and returned by ``next_event``; the rest still advance the
     sequence. ``compression`` is ``"zlib-stream"`` (default), ``"zstd-stream"`` or None.
     ``session`` and ``resume_url`` resume a session from a previous process.
+
+    Limits and timing (all have defaults meant for production):
+
+    - ``max_message_size``: the largest websocket message accepted (bytes; 64 MiB), and
+      ``max_inflated_size``: the largest payload one message may inflate to (256 MiB; a
+      decompression bomb). Exceeding either is a typed error and a reconnect. None: no limit.
+    - ``read_high_water``: bytes of received payloads the shard holds for a consumer that
+      is behind (4 MiB) before it stops reading the socket; it reads again once the
+      consumer has taken them. Heartbeats go on meanwhile.
+    - ``hello_timeout``: seconds to wait for HELLO on a new connection (20) before
+      reconnecting.
+    - ``backoff_base`` / ``backoff_max``: reconnect backoff, full jitter in
+      ``[0, base * 2**n]`` capped at ``backoff_max`` seconds; a connection that dies within
+      ``backoff_reset_after`` seconds of READY/RESUMED does not reset it.
+    - ``loop_watchdog``: warn (once per stall, with the loop thread's stack) when the event
+      loop has not run for this many seconds (10); None turns the watchdog off.
+    - ``session_store``: a :class:`~gateway.SessionStore` the shard loads its session from
+      (when ``session`` is None) and saves it to every ``session_save_interval`` seconds
+      and on ``close(CloseFrame.RESUME)``.
     """
 
     token: str
@@ -74,8 +93,16 @@ class Config:
     resume_url: str | None = None
     ssl: SSLContext | None = None
     connect_timeout: float = 10.0
-    max_message_size: int | None = None
+    max_message_size: int | None = 64 * 1024 * 1024
+    max_inflated_size: int | None = 256 * 1024 * 1024
+    read_high_water: int = 4 * 1024 * 1024
+    hello_timeout: float = 20.0
+    backoff_base: float = 1.0
+    backoff_max: float = 128.0
+    backoff_reset_after: float = 5.0
+    loop_watchdog: float | None = 10.0
     session_store: SessionStore | None = None
+    session_save_interval: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", normalize_token(self.token))
@@ -86,8 +113,13 @@ class Config:
             raise ValueError(
                 f"compression must be zlib-stream, zstd-stream or None, got {self.compression!r}"
             )
-        if self.connect_timeout <= 0:
-            raise ValueError("connect_timeout must be positive")
+        for name in ("connect_timeout", "hello_timeout", "read_high_water", "backoff_max"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.backoff_base < 0 or self.backoff_reset_after < 0:
+            raise ValueError("backoff_base and backoff_reset_after must be >= 0")
+        if self.loop_watchdog is not None and not self.loop_watchdog > 0:
+            raise ValueError(f"loop_watchdog must be positive or None, got {self.loop_watchdog!r}")
         if not self.gateway_url.startswith(("ws://", "wss://")):
             raise ValueError(f"gateway_url must be a ws:// or wss:// URL, got {self.gateway_url!r}")
 

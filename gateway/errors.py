@@ -22,10 +22,13 @@ class ReceiveMessageErrorKind(enum.Enum):
     DESERIALIZING = "deserializing"
     #: The gateway closed with a fatal code (4004, 4010-4014): the shard has stopped.
     FATALLY_CLOSED = "fatally_closed"
-    #: Connecting failed (the shard retries with backoff).
+    #: Connecting failed, or the driver met an unexpected error (the shard reconnects).
     RECONNECT = "reconnect"
     #: The shard was closed by the user.
     CLOSED = "closed"
+    #: The identify queue failed (for example its Redis is unreachable): the shard logs
+    #: it and retries with backoff, heartbeating meanwhile.
+    IDENTIFY_QUEUE = "identify_queue"
 
 
 class ReceiveMessageError(GatewayError):

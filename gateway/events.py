@@ -111,14 +111,19 @@ class EventType(str, enum.Enum):  # noqa: UP042 (str() keeps the enum form)
     VOICE_STATE_UPDATE = "VOICE_STATE_UPDATE"
     VOICE_SERVER_UPDATE = "VOICE_SERVER_UPDATE"
     WEBHOOKS_UPDATE = "WEBHOOKS_UPDATE"
+    #: A dispatch whose name this library does not know (new or undocumented): the
+    #: event's ``name`` is the wire name and ``data`` its decoded ``d``.
+    UNKNOWN = "UNKNOWN"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def is_dispatch(self) -> bool:
-        """Whether this type arrives as an op 0 dispatch (not a gateway-level event)."""
-        return not self.value.startswith("GATEWAY_")
+        """Whether this type is a known op 0 dispatch name (not a gateway-level event, not
+        :attr:`UNKNOWN`).
+        """
+        return not self.value.startswith("GATEWAY_") and self.value != "UNKNOWN"
 
 
 class EventTypeFlags(enum.IntFlag):
@@ -214,6 +219,8 @@ class EventTypeFlags(enum.IntFlag):
     VOICE_STATE_UPDATE = 1 << 82
     VOICE_SERVER_UPDATE = 1 << 83
     WEBHOOKS_UPDATE = 1 << 84
+    #: Dispatches with a name this library does not know (on in ``ALL`` and ``from_intents``).
+    UNKNOWN = 1 << 85
 
     # Groups: every event a given intent enables (protocol.md section 8).
     GUILDS = (
@@ -313,7 +320,7 @@ class EventTypeFlags(enum.IntFlag):
         | USER_UPDATE
         | VOICE_SERVER_UPDATE
     )
-    ALL = (1 << 85) - 1
+    ALL = (1 << 86) - 1
 
     @classmethod
     def from_event_type(cls, event_type: EventType) -> EventTypeFlags:
@@ -323,7 +330,7 @@ class EventTypeFlags(enum.IntFlag):
     @classmethod
     def from_intents(cls, intents: Intents) -> EventTypeFlags:
         """Every event a session with ``intents`` can receive, plus the gateway events."""
-        flags = cls.GATEWAY | cls.ALWAYS_SENT
+        flags = cls.GATEWAY | cls.ALWAYS_SENT | cls.UNKNOWN
         for intent in Intents:
             if intent in intents:
                 flags |= _GROUP_OF_INTENT.get(intent, cls(0))
@@ -385,8 +392,8 @@ class Event(_EventFields):
     """One event from the gateway: ``type``, ``sequence`` (dispatches) and decoded ``data``.
 
     ``name`` is the raw dispatch name (``t``); for an event name this library does not know,
-    ``type`` is None and ``name`` says what it was. Immutable (a named tuple: cheap to make
-    on the hot path).
+    ``type`` is :attr:`EventType.UNKNOWN` and ``name`` says what it was. Immutable (a named
+    tuple: cheap to make on the hot path).
     """
 
     __slots__ = ()

@@ -10,11 +10,33 @@ Driver contract, per connection::
 
     protocol.connection_opened(now)
     for each message:   event = protocol.receive(payload_bytes, now)
+                        (or, for a run of plain dispatches the pipeline scanned itself,
+                        protocol.record_sequence(last_seq))
     at next_deadline(): protocol.on_timer(now)
+    while reading is paused (backpressure): reading_paused(now) ... reading_resumed(now)
     when wants_identify(now): await the identify queue, then protocol.identify(now)
-    after every call:   send each of protocol.data_to_send(now);
+    after every call:   send each of protocol.data_to_send(now) (a payload not written goes
+                        back with protocol.unsent(payloads, index));
                         if protocol.close_request: close the socket with it
-    when the socket is gone: protocol.connection_closed(code, now)
+    when the socket is gone: protocol.connection_closed(code, now, reason)
+
+State transitions (every one happens in :meth:`ShardProtocol._move`, checked against
+:data:`TRANSITIONS`)::
+
+    DISCONNECTED --open-->          IDENTIFYING (no session) | RESUMING (a session)
+    IDENTIFYING  --READY-->         ACTIVE
+    RESUMING     --RESUMED-->       ACTIVE
+    RESUMING     --op 9 false-->    IDENTIFYING      (session cleared; identify after 1-5 s)
+    ACTIVE       --op 9 false-->    IDENTIFYING
+    IDENTIFYING  --op 9 false-->    IDENTIFYING      (identify again after 1-5 s)
+    any open     --closed-->        DISCONNECTED     (reconnect: resume or identify)
+    any open     --fatal close-->   FATALLY_CLOSED   (4004, 4010-4014: never reconnects)
+    DISCONNECTED --fatal close-->   FATALLY_CLOSED
+    any but FATALLY_CLOSED --close()--> CLOSED
+
+op 7, op 9 true, a zombie, no HELLO in time, and bad data do not change the state
+directly: they request a close (not 1000/1001, so the session stays resumable), and the
+``closed`` transition follows.
 """
 
 from __future__ import annotations
@@ -27,7 +49,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import codec
-from ._speedups import Dispatcher, scan
+from ._speedups import scan
 from .close import CloseFrame, invalidates_session, is_fatal
 from .commands import MAX_PAYLOAD_BYTES
 from .config import Config
@@ -39,7 +61,14 @@ from .session import Session
 from .shard_id import ShardId
 from .state import ShardState
 
-__all__ = ["ShardProtocol", "NextAction", "ZOMBIE_CLOSE", "MAX_BACKOFF"]
+__all__ = [
+    "ShardProtocol",
+    "NextAction",
+    "TRANSITIONS",
+    "ZOMBIE_CLOSE",
+    "MAX_BACKOFF",
+    "RESUME_URL_ATTEMPTS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +76,15 @@ log = logging.getLogger(__name__)
 #: stays resumable.
 ZOMBIE_CLOSE = CloseFrame(4000, "zombied connection")
 RECONNECT_CLOSE = CloseFrame(4000, "reconnect requested")
-#: Reconnect backoff cap in seconds.
+RESUMABLE_INVALID_CLOSE = CloseFrame(4000, "invalid session (resumable)")
+NO_HELLO_CLOSE = CloseFrame(4000, "no hello")
+#: Reconnect backoff cap in seconds (the default of ``Config.backoff_max``).
 MAX_BACKOFF = 128.0
+#: Failed connects to ``resume_gateway_url`` before resuming through ``gateway_url``.
+RESUME_URL_ATTEMPTS = 3
+#: A timer this late (as a share of the heartbeat interval) means the driver did not run,
+#: so it could not read an ACK either: no zombie verdict on that beat.
+LATE_TIMER = 0.5
 
 _DISPATCH_TYPES: dict[str, EventType] = {t.value: t for t in EventType if t.is_dispatch}
 # Builds an Event without the keyword handling of Event.__new__ (the per-event path).
@@ -66,6 +102,31 @@ def _dispatch_table(flags: int) -> dict[str, EventType | None]:
     if table is None:
         table = _TABLES[flags] = {t.value: (t if flags & _FLAG[t] else None) for t in _PLAIN}
     return table
+
+
+_S = ShardState
+#: Every legal state change: ``(state, trigger) -> next state``.
+TRANSITIONS: dict[tuple[ShardState, str], ShardState] = {
+    **{(_S.DISCONNECTED, "open"): _S.IDENTIFYING},
+    (_S.DISCONNECTED, "open_resume"): _S.RESUMING,
+    (_S.IDENTIFYING, "ready"): _S.ACTIVE,
+    (_S.RESUMING, "ready"): _S.ACTIVE,  # a READY after an op 9 false's identify
+    (_S.ACTIVE, "ready"): _S.ACTIVE,
+    (_S.RESUMING, "resumed"): _S.ACTIVE,
+    (_S.ACTIVE, "resumed"): _S.ACTIVE,
+    (_S.IDENTIFYING, "resumed"): _S.ACTIVE,
+    **{(state, "invalid"): _S.IDENTIFYING for state in (_S.IDENTIFYING, _S.RESUMING, _S.ACTIVE)},
+    **{(state, "resume"): _S.RESUMING for state in (_S.IDENTIFYING, _S.RESUMING)},
+    **{
+        (state, "closed"): _S.DISCONNECTED
+        for state in (_S.DISCONNECTED, _S.IDENTIFYING, _S.RESUMING, _S.ACTIVE)
+    },
+    **{
+        (state, "fatal"): _S.FATALLY_CLOSED
+        for state in (_S.DISCONNECTED, _S.IDENTIFYING, _S.RESUMING, _S.ACTIVE)
+    },
+    **{(state, "close"): _S.CLOSED for state in ShardState if state is not _S.FATALLY_CLOSED},
+}
 
 
 class NextAction(enum.Enum):
@@ -96,19 +157,18 @@ class ShardProtocol:
         self._session_id: str | None = config.session.session_id if config.session else None
         self._sequence: int | None = config.session.sequence if config.session else None
         self._resume_url: str | None = config.resume_url if config.session else None
+        self._resume_url_failures = 0
+        self._active_since: float | None = None
         #: User commands, kept across reconnects until sent on an identified connection.
         self._commands: deque[str] = deque()
-        self._dispatcher = Dispatcher(_dispatch_table(self._flags), codec.fast_loads, Event)
-        #: ``decode_event(payload)``: the event of a wanted dispatch that :meth:`drain`
-        #: took undecoded (a compiled call); raises ValueError if the JSON is damaged.
-        self.decode_event: Callable[[bytes], Event] = self._dispatcher.event
+        self._commands_in_flight = 0
         self._reset_connection()
 
     # ---- public state ---------------------------------------------------------------------
 
     @property
     def session(self) -> Session | None:
-        """The current session (to resume), or None."""
+        """The current session as processed (to resume), or None."""
         if self._session_id is None:
             return None
         return Session(self._session_id, self._sequence or 0)
@@ -133,25 +193,61 @@ class ShardProtocol:
         """Seconds between heartbeats, from HELLO (None before HELLO)."""
         return self._interval
 
+    @property
+    def dispatch_table(self) -> dict[str, EventType | None]:
+        """Plain dispatch name -> its type if wanted, else None: what the receive pipeline
+        may take in a batch without :meth:`receive` (then :meth:`record_sequence`).
+        """
+        return _dispatch_table(self._flags)
+
+    def restore(self, session: Session, resume_url: str | None) -> None:
+        """Resume ``session`` on the next connection (a session loaded from a store)."""
+        if self._open:
+            raise RuntimeError("restore() is for a shard that has not connected")
+        self._session_id = session.session_id
+        self._sequence = session.sequence
+        self._resume_url = resume_url
+
     def connect_url(self) -> str:
-        """Where to connect next: the resume URL while a session exists, with the query."""
-        base = (
-            self._resume_url if self._session_id and self._resume_url else self.config.gateway_url
-        )
+        """Where to connect next, with the query: ``resume_gateway_url`` while a session
+        exists (``gateway_url`` after :data:`RESUME_URL_ATTEMPTS` failed connects to it).
+        """
+        base = self.config.gateway_url
+        if (
+            self._session_id
+            and self._resume_url
+            and self._resume_url_failures < RESUME_URL_ATTEMPTS
+        ):
+            base = self._resume_url
         return base.rstrip("/") + "/" + self.config.query()
 
     def backoff(self) -> float:
-        """Seconds to wait before the next connection attempt (0, then 1, 2, 4 ... 128)."""
+        """Seconds to wait before the next connection attempt: 0 at first, then "full
+        jitter" (uniform in [0, base * 2**n], capped), so shards do not retry in lockstep.
+        """
         if self.reconnect_attempts == 0:
             return 0.0
-        return min(MAX_BACKOFF, 2.0 ** (self.reconnect_attempts - 1))
+        cap = min(
+            self.config.backoff_max,
+            self.config.backoff_base * 2.0 ** min(self.reconnect_attempts - 1, 32),
+        )
+        return cap * self._rng()
 
     # ---- connection lifecycle -------------------------------------------------------------
+
+    def _move(self, trigger: str) -> None:
+        new = TRANSITIONS.get((self.state, trigger))
+        if new is None:
+            raise RuntimeError(f"no transition from {self.state.value} on {trigger!r}")
+        self.state = new
 
     def _reset_connection(self) -> None:
         self._interval: float | None = None
         self._next_beat: float | None = None
+        self._hello_deadline: float | None = None
         self._awaiting_ack = False
+        self._blind = False  # reading was paused since the last beat: no zombie verdict
+        self._paused = False
         self._priority: list[str] = []
         self._limiter: CommandRatelimiter | None = None
         self._identify_sent = False
@@ -160,44 +256,58 @@ class ShardProtocol:
         self._open = False
 
     def connection_opened(self, now: float) -> None:
-        """A new websocket is open: wait for HELLO."""
+        """A new websocket is open: wait for HELLO (at most ``Config.hello_timeout``)."""
         self._reset_connection()
         self._open = True
-        self.state = ShardState.RESUMING if self._session_id else ShardState.IDENTIFYING
+        self._hello_deadline = now + self.config.hello_timeout
+        self._move("open_resume" if self._session_id else "open")
 
-    def connection_closed(self, code: int | None, now: float) -> tuple[Event, NextAction]:
-        """The socket is gone (``code``: the close code received, None for a bare drop).
-
-        Returns the GATEWAY_CLOSE event and what to do next.
+    def connection_closed(
+        self, code: int | None, now: float, reason: str = ""
+    ) -> tuple[Event, NextAction]:
+        """The socket is gone (``code``/``reason``: the close frame received, or the one we
+        sent when we closed; None for a bare drop). Returns the GATEWAY_CLOSE event
+        (carrying that frame) and what to do next.
         """
         requested = self.close_request
-        was_active = self.state is ShardState.ACTIVE
+        active_since = self._active_since
         self._reset_connection()
-        frame = CloseFrame(code) if code is not None and _valid_close(code) else None
+        self._active_since = None
+        frame = CloseFrame(code, reason) if code is not None and _valid_close(code) else None
         event = Event(EventType.GATEWAY_CLOSE, frame)
-        if self.state is ShardState.CLOSED:
+        if self.state in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
             return event, NextAction.STOP
         if requested is None and is_fatal(code):
-            self.state = ShardState.FATALLY_CLOSED
+            self._move("fatal")
             log.error("shard %s: fatal close code %s, not reconnecting", self.shard_id, code)
             return event, NextAction.STOP
         if requested is None and invalidates_session(code):
             self._clear_session()
-        if not was_active:
+        # A connection that dies soon after it opened (a 4008 loop, a crashing proxy) backs
+        # off like a failed connect; one that lived reconnects at once.
+        if active_since is not None and now - active_since >= self.config.backoff_reset_after:
+            self.reconnect_attempts = 0
+        else:
             self.reconnect_attempts += 1
-        self.state = ShardState.DISCONNECTED
+        self._move("closed")
         return event, NextAction.RESUME if self._session_id else NextAction.IDENTIFY
 
     def connect_failed(self) -> None:
-        """Opening a connection failed: back off further."""
+        """Opening a connection failed: back off further (and count a failed resume URL)."""
         self.reconnect_attempts += 1
-        self.state = ShardState.DISCONNECTED
+        if self._session_id and self._resume_url:
+            self._resume_url_failures += 1
 
     def close(self, frame: CloseFrame) -> Session | None:
-        """The user closes the shard. 1000/1001 end the session; others keep it resumable."""
+        """The user closes the shard. 1000/1001 end the session; others keep it resumable.
+
+        A fatally closed shard stays FATALLY_CLOSED.
+        """
         session = self.session
-        self.close_request = frame
-        self.state = ShardState.CLOSED
+        if self.state is not ShardState.FATALLY_CLOSED:
+            self._move("close")
+        if self._open:
+            self._request_close(frame)
         if frame.ends_session:
             self._clear_session()
             return None
@@ -207,6 +317,7 @@ class ShardProtocol:
         self._session_id = None
         self._sequence = None
         self._resume_url = None
+        self._resume_url_failures = 0
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -214,7 +325,8 @@ class ShardProtocol:
         """Process one whole gateway payload; the event to deliver, if the user wants it.
 
         Raises :class:`gateway.codec.DecodeError` / ``ScanError`` (ValueErrors) on a payload
-        that is not a gateway envelope; the driver then reconnects.
+        that is not a gateway envelope, or a HELLO, READY or INVALID_SESSION without the
+        fields the protocol needs; the driver then reconnects.
         """
         op, seq, name = scan(payload)
         if op == 0:
@@ -224,44 +336,30 @@ class ShardProtocol:
             self.latency.record_ack(now)
             return self._gateway_event(EventType.GATEWAY_HEARTBEAT_ACK, None)
         if op == OpCode.HELLO:
-            return self._hello(codec.loads(payload).get("d") or {}, now)
+            return self._hello(_data(payload), now)
         if op == OpCode.HEARTBEAT:
-            self._queue_heartbeat(now)
+            self._heartbeat_requested(now)
             return self._gateway_event(EventType.GATEWAY_HEARTBEAT, None)
         if op == OpCode.RECONNECT:
             log.info("shard %s: op 7 reconnect", self.shard_id)
             self._request_close(RECONNECT_CLOSE)
             return self._gateway_event(EventType.GATEWAY_RECONNECT, None)
         if op == OpCode.INVALID_SESSION:
-            return self._invalid_session(codec.loads(payload).get("d") is True, now)
+            resumable = _data(payload)
+            if not isinstance(resumable, bool):
+                raise codec.DecodeError(f"INVALID_SESSION d must be a boolean, got {resumable!r}")
+            return self._invalid_session(resumable, now)
         if op is None:
             raise codec.DecodeError("payload has no op")
         log.debug("shard %s: ignoring unknown opcode %s", self.shard_id, op)
         return None
 
-    def drain(
-        self,
-        frames: deque[Any],
-        payloads: deque[Any],
-        ready: deque[Any],
-        limit: int,
-        inflater: Any = None,
-    ) -> int:
-        """Process up to ``limit`` plain dispatches into ``ready`` in one (compiled) call:
-        the batch path of :meth:`receive`; returns how many.
-
-        ``frames`` are the connection's messages, inflated here through ``inflater`` (None:
-        no transport compression). A plain dispatch is op 0 with a known name other than
-        READY/RESUMED; the first payload that is anything else is left (inflated) at the
-        head of ``payloads`` for :meth:`receive`. ``ready`` gets ``payload`` (bytes: wanted;
-        :attr:`decode_event` makes the event when it is taken, so its objects die young)
-        or ``(payload, None)`` (not wanted). See ``gateway._speedups._dispatch_py``.
+    def record_sequence(self, seq: int | None) -> None:
+        """The receive pipeline took a run of plain dispatches itself (a compiled batch):
+        the last sequence among them, or None.
         """
-        count: int
-        count, seq = self._dispatcher.drain(frames, payloads, ready, limit, inflater)
         if seq is not None:
             self._sequence = seq
-        return count
 
     def _gateway_event(self, event_type: EventType, data: Any) -> Event | None:
         return Event(event_type, data) if self._flags & _FLAG[event_type] else None
@@ -269,31 +367,45 @@ class ShardProtocol:
     def _dispatch(
         self, payload: bytes, seq: int | None, name: str | None, now: float
     ) -> Event | None:
-        if seq is not None:
-            self._sequence = seq
         event_type = _DISPATCH_TYPES.get(name) if name is not None else None
         if event_type is EventType.READY:
-            d = codec.loads(payload)["d"]
-            self._session_id = d["session_id"]
-            self._resume_url = d.get("resume_gateway_url") or None
-            self._became_active()
+            d = _data(payload)
+            session_id = d.get("session_id") if isinstance(d, dict) else None
+            resume_url = d.get("resume_gateway_url") if isinstance(d, dict) else None
+            if not isinstance(session_id, str) or not session_id:
+                raise codec.DecodeError("READY has no session_id")
+            if resume_url is not None and not isinstance(resume_url, str):
+                raise codec.DecodeError("READY's resume_gateway_url is not a string")
+            self._session_id = session_id
+            self._resume_url = resume_url or None
+            self._resume_url_failures = 0
+            self._sequence = seq if seq is not None else self._sequence
+            self._became_active("ready", now)
             return Event(event_type, d, seq) if self._flags & _FLAG[event_type] else None
+        if seq is not None:
+            self._sequence = seq
         if event_type is EventType.RESUMED:
-            self._became_active()
+            self._became_active("resumed", now)
         if event_type is None:
-            log.debug("shard %s: unknown dispatch %r (sequence %s)", self.shard_id, name, seq)
-            return None
+            # Unknown names (new or undocumented events) are delivered with their wire name.
+            if not self._flags & _FLAG[EventType.UNKNOWN]:
+                return None
+            return Event(EventType.UNKNOWN, _data(payload), seq, name)
         if not self._flags & _FLAG[event_type]:
             return None
         return _new_event(Event, (event_type, codec.fast_loads(payload).get("d"), seq, name))
 
-    def _became_active(self) -> None:
-        self.state = ShardState.ACTIVE
-        self.reconnect_attempts = 0
+    def _became_active(self, trigger: str, now: float) -> None:
+        self._move(trigger)
+        self._active_since = now
 
-    def _hello(self, d: dict[str, Any], now: float) -> Event | None:
-        interval = float(d.get("heartbeat_interval", 41250)) / 1000
+    def _hello(self, d: Any, now: float) -> Event | None:
+        raw = d.get("heartbeat_interval") if isinstance(d, dict) else None
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+            raise codec.DecodeError(f"HELLO has no valid heartbeat_interval: {raw!r}")
+        interval = float(raw) / 1000
         self._interval = interval
+        self._hello_deadline = None
         self._limiter = CommandRatelimiter(interval)
         # Jitter spreads the first beats of many shards (protocol.md 3.1).
         self._next_beat = now + interval * self._rng()
@@ -304,10 +416,11 @@ class ShardProtocol:
     def _invalid_session(self, resumable: bool, now: float) -> Event | None:
         log.info("shard %s: invalid session (resumable=%s)", self.shard_id, resumable)
         if resumable and self._session_id is not None:
-            self._queue_resume()
+            # Resume on a new connection, never on this one (protocol.md 5.2).
+            self._request_close(RESUMABLE_INVALID_CLOSE)
         else:
             self._clear_session()
-            self.state = ShardState.IDENTIFYING
+            self._move("invalid")
             self._identify_sent = False
             # Discord asks for a random 1-5 s before identifying again (protocol.md 5.2).
             self._identify_not_before = now + 1 + 4 * self._rng()
@@ -320,8 +433,17 @@ class ShardProtocol:
         self._awaiting_ack = True
         self.latency.record_sent(now)
 
+    def _heartbeat_requested(self, now: float) -> None:
+        """op 1 from the server: beat now, and restart the interval from this beat, so the
+        timer never judges a beat whose ACK cannot have arrived yet (protocol.md 3.4).
+        """
+        self._queue_heartbeat(now)
+        if self._interval is not None:
+            self._next_beat = now + self._interval
+            self._blind = self._paused
+
     def _queue_resume(self) -> None:
-        self.state = ShardState.RESUMING
+        self._move("resume")
         d = {"token": self.config.token, "session_id": self._session_id, "seq": self._sequence or 0}
         self._priority.append(codec.dumps({"op": 6, "d": d}))
 
@@ -344,13 +466,15 @@ class ShardProtocol:
             and now >= self._identify_not_before
         )
 
-    def identify(self, now: float) -> None:
-        """The identify queue granted a permit: send IDENTIFY."""
+    def identify(self, now: float) -> bool:
+        """The identify queue granted a permit: send IDENTIFY. False if no longer wanted
+        (the driver then returns the permit if its queue can take it back).
+        """
         if not self.wants_identify(now):
-            return
+            return False
         self._identify_sent = True
-        self.state = ShardState.IDENTIFYING
         self._priority.append(codec.dumps(self.config.identify_payload(self.shard_id.to_list())))
+        return True
 
     def command(self, payload: str) -> None:
         """Queue a user payload (JSON text); it is sent once identified, rate limited.
@@ -368,6 +492,7 @@ class ShardProtocol:
 
     def data_to_send(self, now: float) -> list[str]:
         """Payloads to write now, in order. Nothing while a close is requested."""
+        self._commands_in_flight = 0
         if not self.wants_write or not self._open or self.close_request:
             return []
         out = self._priority
@@ -382,9 +507,20 @@ class ShardProtocol:
             )
             while allowed > 0 and self._commands:
                 out.append(self._commands.popleft())
+                self._commands_in_flight += 1
                 limiter.record(now)
                 allowed -= 1
         return out
+
+    def unsent(self, payloads: list[str], index: int) -> None:
+        """``payloads`` (the last :meth:`data_to_send`) were written up to ``index`` only:
+        the connection went away. User commands among the rest go back to the front of the
+        queue, in order, for the next connection (heartbeats, IDENTIFY and RESUME belong to
+        the dead connection).
+        """
+        first_command = len(payloads) - self._commands_in_flight
+        self._commands.extendleft(reversed(payloads[max(index, first_command) :]))
+        self._commands_in_flight = 0
 
     # ---- time -----------------------------------------------------------------------------
 
@@ -392,7 +528,7 @@ class ShardProtocol:
         """When :meth:`on_timer` must run next (None: nothing scheduled)."""
         if not self._open or self.close_request is not None:
             return None
-        deadline = self._next_beat
+        deadline = self._next_beat if self._next_beat is not None else self._hello_deadline
         if self._identify_not_before and not self._identify_sent and self._session_id is None:
             if deadline is None or self._identify_not_before < deadline:
                 deadline = self._identify_not_before
@@ -407,17 +543,45 @@ class ShardProtocol:
         """Whether :meth:`data_to_send` may have something (a cheap check for the driver)."""
         return bool(self._priority or self._commands)
 
+    def reading_paused(self, now: float) -> None:
+        """The driver stopped reading (the consumer is behind): an ACK may wait unread, so
+        beats go on but none is judged a zombie until reading resumes for a whole interval.
+        """
+        self._paused = True
+        self._blind = True
+
+    def reading_resumed(self, now: float) -> None:
+        """The driver reads again (see :meth:`reading_paused`)."""
+        self._paused = False
+
     def on_timer(self, now: float) -> None:
-        """Run what is due: heartbeat, or close a zombie connection."""
+        """Run what is due: no HELLO in time, a heartbeat, or close a zombie connection."""
+        if self._hello_deadline is not None and now >= self._hello_deadline:
+            timeout = self.config.hello_timeout
+            log.warning("shard %s: no HELLO within %.1f s", self.shard_id, timeout)
+            self._request_close(NO_HELLO_CLOSE)
+            return
         if self._next_beat is None or now < self._next_beat or self._interval is None:
             return
-        if self._awaiting_ack:
+        late = now - self._next_beat > self._interval * LATE_TIMER
+        if self._awaiting_ack and not (self._blind or late):
             # No ACK since the last beat: the connection is a zombie (protocol.md 3.5).
             log.warning("shard %s: no heartbeat ACK, reconnecting", self.shard_id)
             self._request_close(ZOMBIE_CLOSE)
             return
+        if self._awaiting_ack:
+            log.info("shard %s: heartbeat ACK unread (reading paused or loop late)", self.shard_id)
         self._queue_heartbeat(now)
+        self._blind = self._paused
         self._next_beat = max(self._next_beat + self._interval, now)
+
+
+def _data(payload: bytes) -> Any:
+    """``d`` of a payload the fast scan could not decide on its own."""
+    body = codec.loads(payload)
+    if not isinstance(body, dict):
+        raise codec.DecodeError("payload is not a JSON object")
+    return body.get("d")
 
 
 def _valid_close(code: int) -> bool:

@@ -1,26 +1,40 @@
 """The asyncio shard: one self-healing websocket session to the gateway.
 
 :class:`Shard` drives :class:`gateway.protocol.ShardProtocol` (all decisions live there)
-over :class:`gateway.transport.Connection`. Work happens while the user awaits
-``next_event()`` / ``next_message()`` (as in twilight): keep polling, or heartbeats stop.
+over :class:`gateway.transport.Connection`. Liveness never waits for the consumer:
+
+- a background task per shard connects, reconnects (with backoff), identifies through the
+  queue and closes;
+- the protocol's one deadline (heartbeat, HELLO timeout, identify delay, rate limit) is one
+  loop timer, moved when the deadline moves;
+- data that the consumer does not take within :data:`LIVENESS_DELAY` is processed by the
+  shard itself (inflate and scan only, no JSON decode), so heartbeat requests, ACKs, op 7
+  and closes are seen while the consumer is busy. A consumer that falls behind makes the
+  shard stop reading at ``Config.read_high_water`` bytes; heartbeats go on meanwhile.
+
+The consumer's ``next_event()`` only takes: a wanted dispatch waits as its payload and is
+JSON-decoded when taken, so its objects die young. When nothing is processed yet it
+processes one batch itself (the hot path of a busy shard: no trip through the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import random
 import ssl as ssl_module
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any, NoReturn, TypeAlias
 
 import websockets
 
 from . import backends, codec
 from . import compression as compression_module
+from ._speedups import Dispatcher, scan
 from .close import CloseFrame, describe
 from .commands import Command
 from .compression import Inflater
@@ -32,27 +46,57 @@ from .latency import Latency
 from .message import Close, Message, Text
 from .protocol import NextAction, ShardProtocol
 from .queue import default_queue
-from .session import Session
+from .session import SavedSession, Session
 from .shard_id import ShardId
 from .state import ShardState
-from .transport import CompressionError, Connection, ConnectionGone, FrameError
+from .transport import CompressionError, Connection, FrameError
+from .watchdog import watch
 
-__all__ = ["Shard"]
+__all__ = ["Shard", "BATCH", "LIVENESS_DELAY"]
 
 log = logging.getLogger(__name__)
 
-#: Buffered payloads processed per trip through the driver (bounds the timer's delay).
+#: Buffered payloads processed per step of the consumer (bounds the timer's delay).
 BATCH = 64
+#: Seconds received data may wait for the consumer before the shard processes it itself.
+LIVENESS_DELAY = 0.05
+#: The identify queue failed: seconds before retrying (full jitter up to this, doubling).
+_QUEUE_RETRY = (1.0, 60.0)
 
 _CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
 
 
-_Ready: TypeAlias = "bytes | tuple[bytes, Event | None] | ReceiveMessageError"
+class _Closed:
+    """A connection ended: its place in the ready queue (``Close`` and GATEWAY_CLOSE)."""
+
+    __slots__ = ("event", "message")
+
+    def __init__(self, message: Close, event: Event | None) -> None:
+        self.message = message
+        self.event = event
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+_Ready: TypeAlias = "bytes | tuple[bytes, Event | None] | ReceiveMessageError | _Closed"
+#: A merged stream listening to a shard: told when the shard may have something; returns
+#: whether a consumer is waiting on the stream (else the shard processes data itself).
+Listener: TypeAlias = "Callable[[Shard], bool]"
+
+
+@functools.cache
+def _default_ssl() -> ssl_module.SSLContext:
+    """One verified TLS context per process (a context is ~840 KB and ~45 ms to build)."""
+    return backends.create_ssl_context()
+
+
+def _size(items: Iterable[_Ready]) -> int:
+    """Bytes of the payloads among ``items``."""
+    total = 0
+    for item in items:
+        if type(item) is bytes:
+            total += len(item)
+        elif type(item) is tuple:
+            total += len(item[0])
+    return total
 
 
 class Shard:
@@ -61,6 +105,11 @@ class Shard:
     ``Shard(ShardId.ONE, token, intents)`` or ``Shard(shard_id, config=Config(...))``.
     ``async for event in shard`` yields events until the shard is closed or a fatal close
     code arrives; ``next_event()`` raises :class:`ReceiveMessageError` in those cases.
+
+    The shard starts (connects) on the first ``next_event()`` / ``next_message()`` or
+    :meth:`start`, and from then on keeps its session alive by itself, whether or not
+    anyone is taking events: a slow consumer only makes it hold events (up to
+    ``Config.read_high_water`` bytes) and stop reading the socket until they are taken.
     """
 
     def __init__(
@@ -81,25 +130,35 @@ class Shard:
             raise TypeError("give either a config or token/intents/options, not both")
         self._id = shard_id
         self._config = config
+        self._rng = rng
         self._protocol = ShardProtocol(shard_id, config, rng=rng)
-        self._decode_event = self._protocol.decode_event
+        self._dispatcher = Dispatcher(self._protocol.dispatch_table, codec.fast_loads, Event)
+        self._decode_event = self._dispatcher.event
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
         self._raw_payloads = compression_module.NoInflater()  # without transport compression
         # This connection's transport inflater (None: uncompressed) and the payload it
-        # inflated that ShardProtocol.drain left for ShardProtocol.receive.
+        # inflated that the batch drain left for ShardProtocol.receive.
         self._inflater: Inflater | None = None
         self._payloads: deque[bytes | CompressionError] = deque()
-        self._identify_task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Future[None] | None = None
-        self._ssl: ssl_module.SSLContext | None = config.ssl
-        self._fatal_code: int | None = None
-        # Payloads processed in a batch and not yet returned, as ShardProtocol.drain puts
-        # them (bytes: a wanted dispatch, decoded when taken; (bytes, Event | None): processed),
-        # or the error met in a payload's place.
+        # Payloads processed and not yet taken: bytes (a wanted dispatch, decoded when
+        # taken), (bytes, Event | None) (processed), or an error / a connection's end in
+        # its place.
         self._ready: deque[_Ready] = deque()
-        # Payloads processed ahead by _catch_up, moved to _ready a batch at a time (made
-        # only when needed: an empty deque is ~760 bytes, and idle shards are many).
-        self._backlog: deque[_Ready] | None = None
+        self._held = 0  # bytes the shard processed ahead for a consumer that is behind
+        self._paused = False  # reading stopped at the high-water mark
+        self._ended: asyncio.Future[None] | None = None  # the connection must end
+        self._waiter: asyncio.Future[None] | None = None  # the consumer waits
+        self._listener: Listener | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._soon: asyncio.TimerHandle | None = None  # processes data the consumer left
+        self._identify_task: asyncio.Task[None] | None = None
+        self._save_task: asyncio.Task[None] | None = None
+        self._saved: SavedSession | None = None
+        self._last_save = 0.0
+        self._fatal_code: int | None = None
 
     # ---- public properties ----------------------------------------------------------------
 
@@ -121,7 +180,26 @@ class Shard:
 
     @property
     def session(self) -> Session | None:
-        return self._protocol.session
+        """The session to resume *after what the caller has received*: its sequence is the
+        last dispatch taken from this shard (events it holds but has not handed out yet
+        would come again in a resume, so none is lost).
+        """
+        session = self._protocol.session
+        if session is None:
+            return None
+        for item in self._ready:
+            payload = item if type(item) is bytes else item[0] if type(item) is tuple else None
+            if payload is None:
+                continue
+            try:
+                op, seq, _ = scan(payload)
+            except ValueError:
+                continue
+            if op == 0 and seq is not None:
+                if seq - 1 < session.sequence:
+                    return Session(session.session_id, max(seq - 1, 0))
+                break
+        return session
 
     @property
     def resume_url(self) -> str | None:
@@ -145,19 +223,264 @@ class Shard:
         if self.state in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
             raise RuntimeError("the shard is closed")
         self._protocol.command(payload)
-        self._wake()
+        if self._conn is not None and self._loop is not None:
+            self._after(self._loop.time())
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting now (``next_event()`` and the merged streams call it)."""
+        if self._task is None and self.state not in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
+            self._loop = loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), name=f"gateway shard {self._id}")
+            if self._config.loop_watchdog is not None:
+                watch(loop, self, self._config.loop_watchdog)
 
     async def close(self, frame: CloseFrame = CloseFrame.NORMAL) -> Session | None:
         """Close the shard. ``CloseFrame.NORMAL`` ends the session; ``CloseFrame.RESUME``
-        keeps it and returns the :class:`Session` to resume later (``Config(session=...)``).
+        keeps it and returns the :class:`Session` to resume later (``Config(session=...)``),
+        as of the last event delivered: events held and not delivered come again there.
         """
-        session = self._protocol.close(frame)
-        conn = self._conn
-        self._cancel_tasks()
+        session = None if frame.ends_session else self.session
+        self._protocol.close(frame)
+        self._ready.clear()
+        self._payloads.clear()
+        self._held = 0
+        task, self._task = self._task, None
+        conn, self._conn = self._conn, None
+        self._stop_connection_work()
+        if task is not None:
+            task.cancel()
         if conn is not None:
             await conn.close(frame.code, frame.reason)
+            conn.abort()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        await self._store_final(session if session is not None else None, frame.ends_session)
         self._wake()
         return session
+
+    async def _run(self) -> None:
+        """The shard's life: connect, wait for the connection to end, reconnect."""
+        loop = asyncio.get_running_loop()
+        await self._load_session()
+        while True:
+            try:
+                if not await self._connect(loop):
+                    continue
+                assert self._ended is not None
+                await self._ended
+                if not await self._finish_connection(loop):
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug: say so, then heal like a dropped connection
+                log.exception("shard %s: unexpected error in the driver", self._id)
+                self._push(ReceiveMessageError(ReceiveMessageErrorKind.RECONNECT, repr(exc)))
+                if self._conn is not None:
+                    self._conn.abort()
+                    self._conn = None
+                self._stop_connection_work()
+                self._protocol.connect_failed()
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> bool:
+        p = self._protocol
+        delay = p.backoff()
+        if delay:
+            log.info("shard %s: reconnecting in %.1f s", self._id, delay)
+            await asyncio.sleep(delay)  # close() cancels the task
+        url = p.connect_url()
+        ssl = self._config.ssl
+        if ssl is None and url.startswith("wss://"):
+            ssl = _default_ssl()
+        try:
+            conn = await Connection.open(
+                url, ssl=ssl, timeout=self._config.connect_timeout,
+                max_size=self._config.max_message_size, on_data=self._on_data,
+            )  # fmt: skip
+        except _CONNECT_ERRORS as exc:
+            log.warning("shard %s: connecting failed: %s", self._id, exc)
+            p.connect_failed()
+            return False
+        self._conn = conn
+        self._inflater = compression_module.create(
+            self._config.compression, self._config.max_inflated_size
+        )
+        self._payloads.clear()
+        self._ended = loop.create_future()
+        p.connection_opened(loop.time())
+        self._step(loop.time())  # messages may have come with the handshake
+        return True
+
+    async def _finish_connection(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """The connection must end (a close was requested, or it is gone): close it,
+        deliver what it brought, then tell the protocol. False when the shard stops.
+        """
+        p = self._protocol
+        conn = self._conn
+        assert conn is not None
+        self._stop_connection_work()
+        code: int | None = None
+        reason = ""
+        gone = conn.gone
+        if gone is not None:
+            # The server closed or TCP dropped: everything received before that is valid
+            # and goes first, past the high-water mark (bounded by one read). The event
+            # carries the server's close frame.
+            self._fill(conn, loop.time(), sys.maxsize)
+            code, reason = gone.code, gone.reason
+        frame = p.close_request
+        if frame is not None:
+            await conn.close(frame.code, frame.reason)
+            if gone is None:
+                code, reason = frame.code, frame.reason
+        conn.abort()
+        self._conn = None
+        self._payloads.clear()
+        event, action = p.connection_closed(code, loop.time(), reason)
+        wanted = self._config.event_types & EventTypeFlags.GATEWAY_CLOSE
+        self._push(_Closed(Close(event.data), event if wanted else None))
+        if action is not NextAction.STOP:
+            return True
+        if self.state is ShardState.FATALLY_CLOSED:
+            self._fatal_code = code
+            await self._store_final(None, True)
+        return False
+
+    def _stop_connection_work(self) -> None:
+        for handle in (self._timer, self._soon):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._soon = None
+        self._timer_at = None
+        if self._identify_task is not None:
+            self._identify_task.cancel()
+            self._identify_task = None
+        if self._paused:
+            self._paused = False
+            self._protocol.reading_resumed(0.0)
+
+    # ---- callbacks: data, timer -----------------------------------------------------------
+
+    def _on_data(self) -> None:
+        """The connection received messages or ended (a transport callback)."""
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        listener = self._listener
+        if listener is not None and listener(self):
+            return
+        if self._soon is None and self._loop is not None:
+            self._soon = self._loop.call_later(LIVENESS_DELAY, self._process_left)
+
+    def _process_left(self) -> None:
+        """Nobody took the data in time: process it here, so liveness does not wait."""
+        self._soon = None
+        assert self._loop is not None
+        self._step(self._loop.time())
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        assert self._loop is not None
+        now = self._loop.time()
+        p = self._protocol
+        if p.awaiting_ack:
+            # Before calling the connection a zombie, read what was received: the ACK may
+            # wait behind events the consumer has not taken (cheap: nothing is decoded).
+            self._step(now)
+        p.on_timer(now)
+        self._after(now)
+        self._maybe_save(now)
+
+    def _step(self, now: float) -> None:
+        """Process received data ahead of the consumer, up to the high-water mark."""
+        conn = self._conn
+        if conn is None:
+            return
+        had = len(self._ready)
+        try:
+            self._fill(conn, now, sys.maxsize, count=True)
+            self._after(now)
+        except Exception as exc:  # a bug in a callback must not leave a silent hang
+            log.exception("shard %s: unexpected error processing data", self._id)
+            self._protocol.fail(CloseFrame(4000, "internal error"))
+            self._push(ReceiveMessageError(ReceiveMessageErrorKind.RECONNECT, repr(exc)))
+            self._resolve_ended()
+        if len(self._ready) != had:
+            self._wake()
+
+    def _after(self, now: float) -> None:
+        """After the protocol moved: write, end the connection if it must end, identify,
+        and move the timer to the protocol's deadline.
+        """
+        p = self._protocol
+        conn = self._conn
+        if conn is None:
+            return
+        if p.wants_write:
+            self._flush(conn, now)
+        if p.close_request is not None or conn.gone is not None:
+            self._resolve_ended()
+            return
+        if self._identify_task is None and p.wants_identify(now):
+            assert self._loop is not None
+            self._identify_task = self._loop.create_task(self._identify())
+        deadline = p.next_deadline()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            if deadline is not None:
+                assert self._loop is not None
+                self._timer = self._loop.call_at(deadline, self._on_timer)
+            else:
+                self._timer = None
+
+    def _resolve_ended(self) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+    def _flush(self, conn: Connection, now: float) -> None:
+        payloads = self._protocol.data_to_send(now)
+        for index, payload in enumerate(payloads):
+            try:
+                conn.send(payload)
+            except Exception:  # ConnectionGone: the rest waits for the next connection
+                self._protocol.unsent(payloads, index)
+                return
+
+    async def _identify(self) -> None:
+        queue = self._config.queue or default_queue()
+        failures = 0
+        while True:
+            try:
+                await queue.acquire(self._id.number)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                base, cap = _QUEUE_RETRY
+                delay = min(cap, base * 2 ** min(failures - 1, 16)) * (0.5 + self._rng() / 2)
+                log.warning(
+                    "shard %s: the identify queue failed (%r); retrying in %.1f s",
+                    self._id, exc, delay,
+                )  # fmt: skip
+                self._push(
+                    ReceiveMessageError(
+                        ReceiveMessageErrorKind.IDENTIFY_QUEUE,
+                        f"the identify queue failed: {exc!r}; retrying in {delay:.1f} s",
+                    )
+                )
+                await asyncio.sleep(delay)
+        self._identify_task = None
+        assert self._loop is not None
+        now = self._loop.time()
+        self._protocol.identify(now)
+        self._after(now)
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -168,30 +491,26 @@ class Shard:
         JSON-decoded here, however ``event_types`` is set.
         """
         while True:
-            if self._ready:
-                return Text(self._take_message().decode())
-            closed = await self._pump()
-            if closed is not None:
-                return closed[0]
+            if self._ready or self._refill():
+                return self._take_message()
+            self._check_open()
+            await self._wait()
 
     async def next_event(self) -> Event:
         """The next event the shard's ``event_types`` wants.
 
         Raises :class:`ReceiveMessageError`: fatal after a fatal close code or ``close()``;
-        otherwise (corrupt data) the shard reconnects and the next call continues.
+        otherwise (corrupt data, a failing identify queue) the shard heals by itself and
+        the next call continues.
         """
-        if self._ready:  # the per-event path: no driver trip
-            event = self._take_event()
-            if event is not None:
-                return event
         while True:
-            closed = await self._pump()
-            if closed is None:
+            if self._ready:
                 event = self._take_event()
                 if event is not None:
                     return event
-            elif closed[1] is not None:
-                return closed[1]  # GATEWAY_CLOSE, when wanted
+            elif not self._refill():
+                self._check_open()
+                await self._wait()
 
     def __aiter__(self) -> Shard:
         return self
@@ -209,18 +528,47 @@ class Shard:
                     raise StopAsyncIteration from exc
                 log.warning("shard %s: %s", self._id, exc)
 
-    # ---- the driver loop ------------------------------------------------------------------
+    def poll_event(self) -> Event | None:
+        """The next wanted event if one can be had without waiting, else None (for merged
+        streams). Raises as :meth:`next_event` does.
+        """
+        while self._ready or self._refill():
+            event = self._take_event()
+            if event is not None:
+                return event
+        self._check_open()
+        return None
+
+    def poll_message(self) -> Message | None:
+        """The next raw message if one can be had without waiting, else None."""
+        if self._ready or self._refill():
+            return self._take_message()
+        self._check_open()
+        return None
+
+    async def _wait(self) -> None:
+        """Sleep until data arrives or the shard's state changes."""
+        assert self._loop is not None
+        self._waiter = waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
 
     def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self._listener is not None:
+            self._listener(self)
 
-    def _cancel_tasks(self) -> None:
-        if self._identify_task is not None:
-            self._identify_task.cancel()
-            self._identify_task = None
+    def _push(self, item: _Ready) -> None:
+        self._ready.append(item)
+        self._wake()
 
     def _check_open(self) -> None:
+        """Nothing is ready: raise if nothing ever will be; start the shard if needed."""
         state = self._protocol.state
         if state is ShardState.FATALLY_CLOSED:
             raise ReceiveMessageError(
@@ -230,146 +578,107 @@ class Shard:
             )
         if state is ShardState.CLOSED:
             raise ReceiveMessageError(ReceiveMessageErrorKind.CLOSED, "the shard is closed")
+        if self._task is None:
+            self.start()
 
-    async def _pump(self) -> tuple[Close, Event | None] | None:
-        """Drive the shard until ``_ready`` holds payloads (None) or the connection ends
-        (its ``Close`` and the GATEWAY_CLOSE event if wanted). Call it with ``_ready`` empty.
+    def _refill(self) -> bool:
+        """``_ready`` is empty: process one batch of received data (the consumer's hot
+        path); whether anything is ready now.
         """
-        p = self._protocol
-        loop = asyncio.get_running_loop()
-        while True:
-            conn = self._conn
-            if conn is None:
-                self._check_open()
-                await self._connect(loop)
-                continue
-            now = loop.time()
-            if p.wants_write:
-                self._flush(loop)
-            if p.close_request is not None and not self._backlog:
-                return await self._close_requested()
-            if self._identify_task is None and p.wants_identify(now):
-                self._identify_task = asyncio.create_task(self._identify())
-            deadline = p.next_deadline()
-            if deadline is not None and now >= deadline:
-                if p.awaiting_ack:
-                    self._catch_up(conn, now)
-                p.on_timer(now)
-                if p.close_request is not None:
-                    continue  # a zombie: close it (after the backlog)
-                self._flush(loop)
-                deadline = p.next_deadline()
-                if deadline is not None and deadline <= now:
-                    deadline = None  # the identify queue's task wakes us, not the clock
-            if self._backlog:
-                self._take_backlog()
-            else:
-                self._fill(conn, now)
-            if p.wants_write:
-                self._flush(loop)
-            if self._ready:
-                return None
-            if p.close_request is not None:
-                continue
-            gone = conn.ended()
-            if gone is not None:
-                return self._connection_gone(gone.code)
-            await self._wait(loop, deadline)
+        if self._held:
+            self._held = 0
+            if self._paused and self._conn is not None:
+                self._paused = False
+                self._conn.resume_reading()
+                assert self._loop is not None
+                self._protocol.reading_resumed(self._loop.time())
+        conn = self._conn
+        if conn is None or not (conn.messages or self._payloads):
+            return False
+        if self._protocol.close_request is not None:
+            return False  # the connection is ending: the driver delivers its rest
+        assert self._loop is not None
+        now = self._loop.time()
+        self._fill(conn, now, BATCH)
+        self._after(now)
+        if conn.messages and self._soon is None:  # more waits: keep liveness if we go away
+            self._soon = self._loop.call_later(LIVENESS_DELAY, self._process_left)
+        return bool(self._ready)
 
     def _take_event(self) -> Event | None:
-        """The next wanted event processed in a batch (skipping the rest); raises the error
-        queued in its place; None when none is waiting.
+        """The next wanted event processed (skipping the rest); raises the error queued in
+        its place; None when none is waiting.
         """
         ready = self._ready
         while ready:
             item = ready.popleft()
             if type(item) is bytes:  # a wanted dispatch: decoded now, so its objects die young
                 try:
-                    return self._decode_event(item)
+                    return self._decode_event(item)  # type: ignore[no-any-return]
                 except ValueError as exc:
                     self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
             if type(item) is tuple:
                 if item[1] is not None:
                     return item[1]
+            elif type(item) is _Closed:
+                if item.event is not None:
+                    return item.event
             else:
                 assert isinstance(item, ReceiveMessageError)
                 raise item
         return None
 
-    def _take_message(self) -> bytes:
-        """The next payload processed in a batch (``_ready`` is not empty); raises the
+    def _take_message(self) -> Message:
+        """The next payload processed (``_ready`` is not empty) as a message; raises the
         error queued in its place.
         """
         item = self._ready.popleft()
         if type(item) is bytes:
-            return item
+            return Text(item.decode())
         if type(item) is tuple:
-            return item[0]
+            return Text(item[0].decode())
+        if type(item) is _Closed:
+            return item.message
         assert isinstance(item, ReceiveMessageError)
         raise item
 
-    def _catch_up(self, conn: Connection, now: float) -> None:
-        """A heartbeat is due and the last one is unacknowledged: before calling the
-        connection a zombie, process everything received so far (cheap: nothing is
-        decoded), since the ACK may wait behind a backlog the user has not taken yet. The
-        processed payloads wait in ``_backlog`` and still reach ``_ready`` a batch per
-        driver trip, so heartbeats keep their schedule while the user catches up.
-        """
-        if self._backlog is None:
-            self._backlog = deque()
-        self._fill(conn, now, sys.maxsize, self._backlog)
-
-    def _take_backlog(self) -> None:
-        backlog, ready = self._backlog, self._ready
-        assert backlog is not None
-        for _ in range(min(BATCH, len(backlog))):
-            ready.append(backlog.popleft())
-        if not backlog:
-            self._backlog = None
-
-    def _fill(
-        self, conn: Connection, now: float, limit: int = BATCH, into: deque[_Ready] | None = None
-    ) -> None:
-        """Process up to ``limit`` received payloads into ``_ready`` (or ``into``): one
-        timer and flush check per batch, not per payload. Runs of plain dispatches go in
-        one compiled call (inflate, scan, sequence), anything else through
+    def _fill(self, conn: Connection, now: float, limit: int, count: bool = False) -> None:
+        """Process up to ``limit`` received payloads into ``_ready``. Runs of plain
+        dispatches go in one compiled call (inflate, scan, sequence), anything else through
         ``ShardProtocol.receive``. Stops at a close request; an error is queued in its
-        place, so what came before it is delivered first.
+        place, so what came before it is delivered first. With ``count`` (processing ahead
+        of the consumer), stops at the high-water mark and pauses reading.
         """
         p = self._protocol
-        ready = self._ready if into is None else into
+        ready = self._ready
         frames = conn.messages
         payloads = self._payloads
+        drain = self._dispatcher.drain
+        high_water = self._config.read_high_water
         budget = limit
         while budget > 0 and p.close_request is None:
-            budget -= p.drain(frames, payloads, ready, budget, self._inflater)
-            if budget <= 0:
-                break
-            item: bytes | FrameError | CompressionError
-            if payloads:
-                item = payloads.popleft()
-            elif frames and type(frames[0]) is not bytes:
-                item = frames.popleft()  # a FrameError
-            else:
+            if count and self._held >= high_water:
+                break  # the consumer is behind: hold no more until it catches up
+            start = len(ready)
+            taken, seq = drain(frames, payloads, ready, min(budget, BATCH), self._inflater)
+            p.record_sequence(seq)
+            budget -= taken
+            if budget > 0 and (payloads or (frames and type(frames[0]) is not bytes)):
+                item = payloads.popleft() if payloads else frames.popleft()
+                budget -= 1
+                try:
+                    ready.append(self._receive(item, now))
+                except ReceiveMessageError as exc:
+                    ready.append(exc)
+                    break
+            elif not taken:
                 break  # nothing left
-            budget -= 1
-            try:
-                ready.append(self._receive(item, now))
-            except ReceiveMessageError as exc:
-                ready.append(exc)
-                break
-        conn.consumed()
-
-    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
-        """Sleep until data arrives, ``_wake()`` is called, or ``deadline`` passes."""
-        self._wakeup = waiter = loop.create_future()
-        timer = None if deadline is None else loop.call_at(deadline, _resolve, waiter)
-        try:
-            await waiter
-        finally:
-            self._wakeup = None
-            if timer is not None:
-                timer.cancel()
+            if count:
+                self._held += _size(islice(ready, start, None))
+                if self._held >= high_water and not self._paused:
+                    self._paused = True
+                    conn.pause_reading()
+                    p.reading_paused(now)
 
     def _receive(
         self, raw: bytes | FrameError | CompressionError, now: float
@@ -391,70 +700,60 @@ class Shard:
         """Bad data: close (keeping the session), reconnect and resume; tell the caller."""
         log.warning("shard %s: %s error (%s); reconnecting", self._id, kind.value, exc)
         self._protocol.fail(CloseFrame(code, f"{kind.value} error"))
+        if self._loop is not None:
+            self._after(self._loop.time())
         raise ReceiveMessageError(kind, f"{kind.value} error: {exc}") from exc
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        conn = self._conn
-        if conn is None:
+    # ---- sessions in a store --------------------------------------------------------------
+
+    async def _load_session(self) -> None:
+        store = self._config.session_store
+        if store is None or self._config.session is not None or self._protocol.session:
             return
-        for payload in self._protocol.data_to_send(loop.time()):
-            try:
-                conn.send(payload)
-            except ConnectionGone:
-                return  # the receive side reports the close
-
-    async def _identify(self) -> None:
-        queue = self._config.queue or default_queue()
-        await queue.acquire(self._id.number)
-        self._protocol.identify(asyncio.get_running_loop().time())
-        self._identify_task = None
-        self._wake()
-
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
-        p = self._protocol
-        delay = p.backoff()
-        if delay:
-            log.info("shard %s: reconnecting in %.0f s", self._id, delay)
-            self._wakeup = loop.create_future()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup, delay)  # close() interrupts the wait
-            self._wakeup = None
-            self._check_open()
-        url = p.connect_url()
-        if self._ssl is None and url.startswith("wss://"):
-            self._ssl = backends.create_ssl_context()
         try:
-            conn = await Connection.open(
-                url, ssl=self._ssl, timeout=self._config.connect_timeout,
-                max_size=self._config.max_message_size, on_data=self._wake,
-            )  # fmt: skip
-        except _CONNECT_ERRORS as exc:
-            log.warning("shard %s: connecting failed: %s", self._id, exc)
-            p.connect_failed()
+            saved = await store.load(self._id.number)
+        except Exception as exc:
+            log.warning("shard %s: loading the saved session failed (%r)", self._id, exc)
             return
-        self._conn = conn
-        self._inflater = compression_module.create(self._config.compression)
-        self._payloads.clear()
-        p.connection_opened(loop.time())
+        if saved is not None:
+            log.info("shard %s: resuming saved session (sequence %s)", self._id, saved.session)
+            self._protocol.restore(saved.session, saved.resume_url)
+            self._saved = saved
 
-    async def _close_requested(self) -> tuple[Close, Event | None]:
-        p = self._protocol
-        frame = p.close_request
-        assert frame is not None and self._conn is not None
-        conn = self._conn
-        self._cancel_tasks()
-        await conn.close(frame.code, frame.reason)
-        return self._connection_gone(frame.code)
+    def _maybe_save(self, now: float) -> None:
+        """Save the session on a cadence (from the timer: no cost per event)."""
+        store = self._config.session_store
+        if store is None or now - self._last_save < self._config.session_save_interval:
+            return
+        if self._save_task is not None and not self._save_task.done():
+            return
+        session = self.session
+        if session is None:
+            return
+        saved = SavedSession(session, self._protocol.resume_url)
+        if saved == self._saved:
+            return
+        self._last_save = now
+        assert self._loop is not None
+        self._save_task = self._loop.create_task(self._save(saved))
 
-    def _connection_gone(self, code: int | None) -> tuple[Close, Event | None]:
-        self._cancel_tasks()
-        if self._conn is not None:
-            self._conn.abort()
-        self._conn = None
-        event, action = self._protocol.connection_closed(code, asyncio.get_running_loop().time())
-        frame = event.data
-        if action is NextAction.STOP and self.state is ShardState.FATALLY_CLOSED:
-            self._fatal_code = code
-            log.error("shard %s: fatal close %s", self._id, code)
-        wanted = self._config.event_types & EventTypeFlags.GATEWAY_CLOSE
-        return Close(frame), (event if wanted else None)
+    async def _save(self, saved: SavedSession) -> None:
+        store = self._config.session_store
+        assert store is not None
+        try:
+            await store.save(self._id.number, saved)
+            self._saved = saved
+        except Exception as exc:
+            log.warning("shard %s: saving the session failed (%r)", self._id, exc)
+
+    async def _store_final(self, session: Session | None, ended: bool) -> None:
+        store = self._config.session_store
+        if store is None:
+            return
+        try:
+            if session is not None:
+                await store.save(self._id.number, SavedSession(session, self.resume_url))
+            elif ended:
+                await store.delete(self._id.number)
+        except Exception as exc:
+            log.warning("shard %s: updating the session store failed (%r)", self._id, exc)

@@ -1,9 +1,9 @@
 """Many shards: create them (a range, a bucket, Discord's recommended count) and merge them.
 
 ``create_*`` build :class:`~gateway.Shard` objects without connecting; shards connect when
-polled. :class:`ShardEventStream` / :class:`ShardMessageStream` poll many shards at once and
-yield ``(shard, item)`` in arrival order. The cost per item is O(1) whatever the number of
-shards: every shard is polled by its own task into one shared buffer.
+polled. :class:`ShardEventStream` / :class:`ShardMessageStream` merge many shards into one
+async iterator of ``(shard, item)``. The cost per item is O(1) whatever the number of
+shards: a shard tells the stream when it has something, and the stream takes it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import asyncio
 import dataclasses
 import logging
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Generic, TypeVar, cast
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Generic, TypeVar
 
 from .config import DEFAULT_GATEWAY_URL, Config
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
@@ -113,79 +114,106 @@ def _ids(numbers: range, total: int) -> list[ShardId]:
     return [ShardId(number, total) for number in numbers]
 
 
-_DONE = object()
-# (shard, item): item is a T, a BaseException, or _DONE once no shard is left.
-_Item = tuple[Shard, object]
-
-
 class _ShardStream(Generic[T]):
-    """Polls every shard in its own task into one bounded buffer."""
+    """Merges shards with no task and no queue of its own: a shard with something to give
+    tells the stream (a callback), the stream takes from the shards it was told about, in
+    turn. Each item costs O(1) whatever the number of shards, and every shard holds (and
+    bounds) its own backlog, so a slow reader never stops any shard's heartbeats.
+    """
 
-    def __init__(self, shards: Iterable[Shard], *, buffer: int = 256) -> None:
+    def __init__(self, shards: Iterable[Shard]) -> None:
         self._shards = list(shards)
-        self._buffer = max(buffer, len(self._shards), 1)
-        self._queue: asyncio.Queue[_Item] | None = None
-        self._tasks: dict[Shard, asyncio.Task[None]] = {}
+        if not self._shards:
+            raise ValueError("a stream needs at least one shard")
+        if len(set(map(id, self._shards))) != len(self._shards):
+            raise ValueError("a shard appears twice in the stream")
+        self._live: set[Shard] = set()
+        self._pending: deque[Shard] = deque()  # shards that may have something
+        self._listed: set[Shard] = set()
+        self._waiter: asyncio.Future[None] | None = None
+        self._started = False
+        self._closed = False
 
     @property
     def shards(self) -> list[Shard]:
         """The shards still in the stream (a fatally closed or closed shard leaves it)."""
-        if self._queue is None:
+        if not self._started:
             return list(self._shards)
-        return list(self._tasks)
+        return [shard for shard in self._shards if shard in self._live]
 
-    def _poll(self, shard: Shard) -> Awaitable[T]:
+    def _poll(self, shard: Shard) -> T | None:
         raise NotImplementedError
 
-    def _start(self) -> asyncio.Queue[_Item]:
-        self._queue = asyncio.Queue(self._buffer)
+    def _start(self) -> None:
+        self._started = True
         for shard in self._shards:  # in order, so shards queue to identify in order
-            self._tasks[shard] = asyncio.create_task(self._pump(shard, self._queue))
-        if not self._shards:
-            raise ValueError("a stream needs at least one shard")
-        return self._queue
+            if shard._listener is not None:
+                raise RuntimeError(f"shard {shard.id} is already in another stream")
+            shard._listener = self._notify
+            self._live.add(shard)
+            self._listed.add(shard)
+            self._pending.append(shard)
+            shard.start()
 
-    async def _pump(self, shard: Shard, queue: asyncio.Queue[_Item]) -> None:
-        item: T | BaseException
-        while True:
-            try:
-                item = await self._poll(shard)
-            except ReceiveMessageError as exc:
-                item = exc
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug: end the stream loudly, not silently
-                log.exception("shard %s: unexpected error", shard.id)
-                item = exc
-            leaving = isinstance(item, BaseException) and _leaves(item)
-            if leaving:
-                del self._tasks[shard]
-            await queue.put((shard, item))
-            if leaving:
-                if not self._tasks:
-                    await queue.put((shard, _DONE))
-                return
+    def _notify(self, shard: Shard) -> bool:
+        """A shard may have something: list it; whether a reader is waiting."""
+        if shard not in self._listed and shard in self._live:
+            self._listed.add(shard)
+            self._pending.append(shard)
+        waiter = self._waiter
+        if waiter is None:
+            return False
+        if not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _leave(self, shard: Shard) -> None:
+        self._live.discard(shard)
+        self._listed.discard(shard)
+        if shard._listener == self._notify:
+            shard._listener = None
 
     def __aiter__(self) -> AsyncIterator[tuple[Shard, T | ReceiveMessageError]]:
         return self
 
     async def __anext__(self) -> tuple[Shard, T | ReceiveMessageError]:
-        queue = self._queue or self._start()
-        shard, item = await queue.get()
-        if item is _DONE:
-            queue.put_nowait((shard, _DONE))  # later calls end too
-            raise StopAsyncIteration
-        if isinstance(item, BaseException) and not isinstance(item, ReceiveMessageError):
-            raise item
-        return shard, cast("T | ReceiveMessageError", item)
+        if not self._started and not self._closed:
+            self._start()
+        pending = self._pending
+        while True:
+            while pending:
+                shard = pending.popleft()
+                if shard not in self._live:
+                    continue
+                try:
+                    item = self._poll(shard)
+                except ReceiveMessageError as exc:
+                    if exc.is_fatal() or exc.kind is ReceiveMessageErrorKind.CLOSED:
+                        self._leave(shard)
+                    else:
+                        pending.append(shard)
+                    return shard, exc
+                if item is None:
+                    self._listed.discard(shard)
+                    continue
+                pending.append(shard)  # in turn: the next item comes from the next shard
+                return shard, item
+            if self._closed or not self._live:
+                raise StopAsyncIteration
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
 
     async def aclose(self) -> None:
-        """Stop polling (the shards stay open; close them with ``Shard.close``)."""
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop the iteration (the shards stay open; close them with ``Shard.close``)."""
+        self._closed = True
+        for shard in list(self._live):
+            self._leave(shard)
+        self._pending.clear()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def __aenter__(self) -> _ShardStream[T]:
         return self
@@ -194,23 +222,19 @@ class _ShardStream(Generic[T]):
         await self.aclose()
 
 
-def _leaves(item: BaseException) -> bool:
-    if isinstance(item, ReceiveMessageError):
-        return item.is_fatal() or item.kind is ReceiveMessageErrorKind.CLOSED
-    return True
-
-
 class ShardEventStream(_ShardStream[Event]):
     """``async for shard, event in ShardEventStream(shards)``: every shard's events.
 
     ``event`` is an :class:`Event`, or a :class:`ReceiveMessageError` delivered as a value:
     a non-fatal one (corrupt data; the shard reconnects) keeps the shard in the stream, a
-    fatal close or ``shard.close()`` takes it out. The iteration ends when no shard is left.
-    At most ``buffer`` items wait unread; then the shards pause until you read on.
+    fatal close or ``shard.close()`` takes it out. The iteration ends when no shard is left
+    or after :meth:`aclose`. Shards take turns, so a busy shard cannot starve a quiet one.
+    Each shard keeps its session alive by itself while the reader is busy, holding up to
+    ``Config.read_high_water`` bytes before it stops reading its socket.
     """
 
-    def _poll(self, shard: Shard) -> Awaitable[Event]:
-        return shard.next_event()
+    def _poll(self, shard: Shard) -> Event | None:
+        return shard.poll_event()
 
 
 class ShardMessageStream(_ShardStream[Message]):
@@ -219,5 +243,5 @@ class ShardMessageStream(_ShardStream[Message]):
     :class:`ShardEventStream`.
     """
 
-    def _poll(self, shard: Shard) -> Awaitable[Message]:
-        return shard.next_message()
+    def _poll(self, shard: Shard) -> Message | None:
+        return shard.poll_message()

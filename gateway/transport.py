@@ -29,8 +29,6 @@ from .config import USER_AGENT
 
 __all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "QuietLogger"]
 
-#: Pause reading when this many messages wait unread; resume below half of it.
-HIGH_WATER = 4096
 #: The longest HTTP response head accepted during the handshake.
 MAX_HEAD = 64 * 1024
 #: Seconds to wait for the server's side of a closing handshake.
@@ -192,9 +190,6 @@ class Connection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.pause_reading()  # nothing more can be read from this stream
         if len(messages) != before:
-            if len(messages) > HIGH_WATER and not self._paused and self._transport:
-                self._paused = True
-                self._transport.pause_reading()
             self._on_data()
 
     def _close_received(self, payload: bytes) -> None:
@@ -214,19 +209,29 @@ class Connection(asyncio.Protocol):
     @property
     def messages(self) -> deque[bytes | FrameError | CompressionError]:
         """Whole messages received and not yet taken, in order (an error in its message's
-        place). Take from the left, then call :meth:`consumed`.
+        place). Take from the left.
         """
         return self._messages
 
-    def consumed(self) -> None:
-        """Messages were taken from :attr:`messages`: resume reading below the low mark."""
-        if self._paused and len(self._messages) < HIGH_WATER // 2 and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
+    def pause_reading(self) -> None:
+        """Stop reading the socket (the shard holds enough for a consumer that is behind)."""
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
 
-    def ended(self) -> ConnectionGone | None:
-        """How the connection ended, once every message has been taken; else None."""
-        if not self._messages and (self._lost.done() or self._close_code is not None):
+    def resume_reading(self) -> None:
+        """Read the socket again (see :meth:`pause_reading`)."""
+        if self._paused and self._transport is not None:
+            self._paused = False
+            if self._reader.error is None:  # nothing more can be read after a framing error
+                self._transport.resume_reading()
+
+    @property
+    def gone(self) -> ConnectionGone | None:
+        """How the connection ended (a close frame arrived or TCP is gone), even while
+        messages are still waiting in :attr:`messages`; None while it is open.
+        """
+        if self._lost.done() or self._close_code is not None:
             return ConnectionGone(self._close_code, self._close_reason)
         return None
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway import CloseFrame, Config, EventType, EventTypeFlags, Intents, ShardId, ShardState
-from gateway.protocol import NextAction, ShardProtocol
+from gateway.protocol import RESUME_URL_ATTEMPTS, TRANSITIONS, NextAction, ShardProtocol
 
 
 def wire(op: int, d: Any = None, s: int | None = None, t: str | None = None) -> bytes:
@@ -122,14 +122,21 @@ def test_invalid_session_false_identifies_after_1_to_5_seconds() -> None:
     assert p.wants_identify(13.0)  # 1 + 4 * 0.5
 
 
-def test_invalid_session_true_resumes_again() -> None:
+def test_invalid_session_true_resumes_on_a_new_connection() -> None:
+    """op 9 true: close (not 1000/1001) and RESUME on a new connection to the resume URL,
+    never on this one (protocol.md 5.2)."""
     p = make()
     ready(p)
     p.connection_closed(4000, 1.0)
     hello(p, 2.0)
     p.data_to_send(2.0)
     p.receive(wire(9, True), 2.1)
-    assert sent_ops(p.data_to_send(2.1)) == [6]
+    assert p.data_to_send(2.1) == []
+    assert p.close_request is not None and p.close_request.code not in (1000, 1001)
+    _, action = p.connection_closed(p.close_request.code, 2.2)
+    assert action is NextAction.RESUME and p.connect_url().startswith("ws://resume/")
+    hello(p, 3.0)
+    assert sent_ops(p.data_to_send(3.0)) == [6]
 
 
 def test_reconnect_op7_requests_resumable_close() -> None:
@@ -173,15 +180,52 @@ def test_user_close_normal_ends_session_resume_keeps_it() -> None:
     assert q.close(CloseFrame.NORMAL) is None and q.session is None
 
 
-def test_backoff_is_exponential_capped_and_reset_on_ready() -> None:
-    p = make()
-    delays = []
-    for _ in range(10):
-        p.connect_failed()
-        delays.append(p.backoff())
-    assert delays == [1, 2, 4, 8, 16, 32, 64, 128, 128, 128]
-    ready(p)
+def test_backoff_is_full_jitter_exponential_and_capped() -> None:
+    for rng, scale in ((1.0, 1.0), (0.5, 0.5), (0.0, 0.0)):
+        p = make(rng=rng)
+        delays = []
+        for _ in range(10):
+            p.connect_failed()
+            delays.append(p.backoff())
+        assert delays == [scale * d for d in (1, 2, 4, 8, 16, 32, 64, 128, 128, 128)]
+
+
+def test_backoff_resets_only_after_a_connection_that_lived() -> None:
+    p = make(rng=1.0, backoff_reset_after=5.0)
+    p.connect_failed()
+    ready(p, now=0.0)
+    p.connection_closed(4000, 60.0)  # READY at 0, lived a minute: reconnect at once
     assert p.backoff() == 0
+
+
+def test_connections_that_die_soon_after_ready_back_off() -> None:
+    """A 4008 loop (or a crashing proxy): READY, then closed within a second, again and
+    again. Each reconnect waits longer."""
+    p = make(rng=1.0, backoff_reset_after=5.0)
+    delays = []
+    now = 0.0
+    for _ in range(4):
+        p.connection_opened(now)
+        p.receive(wire(10, {"heartbeat_interval": 10_000}), now)
+        p.identify(now)
+        p.receive(wire(0, {"session_id": "abc"}, 1, "READY"), now)
+        p.connection_closed(4008, now + 0.5)
+        delays.append(p.backoff())
+        now += 10
+    assert delays == [1, 2, 4, 8]
+
+
+def test_resume_url_falls_back_to_gateway_url_after_failed_connects() -> None:
+    p = make()
+    ready(p)
+    p.connection_closed(None, 1.0)
+    urls = []
+    for _ in range(4):
+        urls.append(p.connect_url().split("/?")[0])
+        p.connect_failed()
+    assert urls == ["ws://resume"] * RESUME_URL_ATTEMPTS + ["ws://127.0.0.1:1"]
+    hello(p, 5.0)
+    assert sent_ops(p.data_to_send(5.0)) == [6]  # still a resume, through gateway_url
 
 
 # ---- commands and rate limit ---------------------------------------------------------------
@@ -230,10 +274,20 @@ def test_filtered_events_are_not_decoded_but_advance_sequence() -> None:
     assert event is not None and event.data == {"content": "hi"} and event.sequence == 6
 
 
-def test_unknown_dispatch_advances_sequence_without_error() -> None:
+def test_unknown_dispatch_is_delivered_with_its_wire_name() -> None:
     p = make()
     ready(p)
-    assert p.receive(wire(0, {}, 9, "GUILD_APPLICATION_COMMAND_INDEX_UPDATE"), 1.0) is None
+    event = p.receive(wire(0, {"a": 1}, 9, "GUILD_APPLICATION_COMMAND_INDEX_UPDATE"), 1.0)
+    assert event is not None and event.type is EventType.UNKNOWN
+    assert event.name == "GUILD_APPLICATION_COMMAND_INDEX_UPDATE"
+    assert event.data == {"a": 1} and event.sequence == 9
+    assert p.sequence == 9
+
+
+def test_unknown_dispatch_has_its_own_filter_bit() -> None:
+    p = make(event_types=EventTypeFlags.ALL & ~EventTypeFlags.UNKNOWN)
+    ready(p)
+    assert p.receive(wire(0, {}, 9, "SOMETHING_NEW"), 1.0) is None
     assert p.sequence == 9
 
 
@@ -255,3 +309,157 @@ def test_config_never_shows_token() -> None:
     assert "secret-token" not in repr(cfg)
     with pytest.raises(ValueError):
         Config("t", Intents.GUILDS, large_threshold=10)
+
+
+# ---- liveness: no false zombies, HELLO timeout ------------------------------------------------
+
+
+def test_server_heartbeat_request_restarts_the_interval() -> None:
+    """op 1 just before the timer: the reply beat cannot be ACKed yet when the timer fires,
+    so the timer restarts from the reply, never judging it a zombie."""
+    p = make(rng=1.0)
+    ready(p)  # first beat due at 10.0
+    p.receive(wire(1), 9.99)
+    assert sent_ops(p.data_to_send(9.99)) == [1]
+    assert p.next_deadline() == pytest.approx(19.99)
+    p.on_timer(10.0)
+    assert p.close_request is None and p.data_to_send(10.0) == []
+    p.receive(wire(11), 10.05)
+    p.on_timer(20.0)
+    assert sent_ops(p.data_to_send(20.0)) == [1] and p.close_request is None
+
+
+def test_a_late_timer_is_no_zombie_verdict() -> None:
+    """The loop was blocked past the beat: the ACK may be unread in the socket, so the
+    late beat goes out instead of a zombie close."""
+    p = make(rng=0.0)
+    ready(p)
+    p.on_timer(0.0)
+    p.data_to_send(0.0)  # beat 1, never ACKed (unread)
+    p.on_timer(10.0 + 6.0)  # 6 s late on a 10 s interval
+    assert p.close_request is None and sent_ops(p.data_to_send(16.0)) == [1]
+
+
+def test_zombie_is_detected_on_time() -> None:
+    p = make(rng=0.0)
+    ready(p)
+    p.on_timer(0.0)
+    p.data_to_send(0.0)
+    p.on_timer(10.0)
+    assert p.close_request is not None and p.close_request.code not in (1000, 1001)
+
+
+def test_no_zombie_verdict_while_reading_is_paused() -> None:
+    p = make(rng=0.0)
+    ready(p)
+    p.on_timer(0.0)
+    p.data_to_send(0.0)
+    p.reading_paused(5.0)  # the consumer is behind: the ACK may be in the socket
+    p.on_timer(10.0)
+    assert p.close_request is None and sent_ops(p.data_to_send(10.0)) == [1]
+    p.reading_resumed(12.0)
+    p.on_timer(20.0)  # paused during that interval too: still no verdict
+    assert p.close_request is None and sent_ops(p.data_to_send(20.0)) == [1]
+    p.on_timer(30.0)  # a whole interval read with no ACK: a zombie
+    assert p.close_request is not None
+
+
+def test_no_hello_in_time_requests_a_reconnect() -> None:
+    p = make(hello_timeout=3.0)
+    p.connection_opened(0.0)
+    assert p.next_deadline() == pytest.approx(3.0)
+    p.on_timer(2.9)
+    assert p.close_request is None
+    p.on_timer(3.0)
+    assert p.close_request is not None and p.close_request.code not in (1000, 1001)
+    _, action = p.connection_closed(p.close_request.code, 3.1)
+    assert action is NextAction.IDENTIFY
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        wire(10, None),
+        wire(10, {}),
+        wire(10, {"heartbeat_interval": "41250"}),
+        wire(10, {"heartbeat_interval": -1}),
+        wire(10, {"heartbeat_interval": True}),
+        wire(10, [1]),
+        b"[10]",
+    ],
+)
+def test_malformed_hello_is_a_decode_error(payload: bytes) -> None:
+    p = make()
+    p.connection_opened(0.0)
+    with pytest.raises(ValueError):
+        p.receive(payload, 0.0)
+
+
+@pytest.mark.parametrize(
+    "d",
+    [None, {}, {"session_id": 5}, {"session_id": ""}, {"session_id": "a", "resume_gateway_url": 3}],
+)
+def test_malformed_ready_is_a_decode_error(d: Any) -> None:
+    p = make()
+    hello(p)
+    p.identify(0.0)
+    with pytest.raises(ValueError):
+        p.receive(wire(0, d, 1, "READY"), 0.0)
+    assert p.session is None and p.state is ShardState.IDENTIFYING
+
+
+@pytest.mark.parametrize("d", [None, 1, "true", {}])
+def test_malformed_invalid_session_is_a_decode_error(d: Any) -> None:
+    p = make()
+    ready(p)
+    with pytest.raises(ValueError):
+        p.receive(wire(9, d), 1.0)
+    assert p.session is not None  # nothing was changed
+
+
+# ---- sending: a write that failed ------------------------------------------------------------
+
+
+def test_commands_not_written_go_back_to_the_front() -> None:
+    p = make()
+    ready(p)
+    for n in range(3):
+        p.command(f'{{"op":3,"d":{{"n":{n}}}}}')
+    p.on_timer(5.0)  # a heartbeat goes first
+    out = p.data_to_send(5.0)
+    assert sent_ops(out) == [1, 3, 3, 3]
+    p.unsent(out, 2)  # the heartbeat and the first command were written
+    p.command('{"op":3,"d":{"n":3}}')
+    p.connection_closed(None, 6.0)
+    hello(p, 7.0)
+    p.data_to_send(7.0)
+    p.receive(wire(0, {}, 2, "RESUMED"), 7.1)
+    sent = [json.loads(x)["d"]["n"] for x in p.data_to_send(7.1)]
+    assert sent == [1, 2, 3]
+
+
+# ---- closes ------------------------------------------------------------------------------------
+
+
+def test_gateway_close_carries_the_servers_code_and_reason() -> None:
+    p = make()
+    ready(p)
+    event, _ = p.connection_closed(4000, 1.0, "server said so")
+    assert event.data == CloseFrame(4000, "server said so")
+    assert event.data.reason == "server said so"
+
+
+def test_close_after_a_fatal_close_stays_fatally_closed() -> None:
+    p = make()
+    ready(p)
+    p.connection_closed(4004, 1.0)
+    assert p.state is ShardState.FATALLY_CLOSED
+    p.close(CloseFrame.NORMAL)
+    assert p.state is ShardState.FATALLY_CLOSED
+
+
+def test_illegal_transitions_raise() -> None:
+    p = make()
+    with pytest.raises(RuntimeError, match="no transition"):
+        p._move("resumed")  # not connected
+    assert (ShardState.FATALLY_CLOSED, "close") not in TRANSITIONS

@@ -250,7 +250,9 @@ async def test_event_storm_delivers_every_sequence_exactly_once() -> None:
     total = 20_000
     async with GatewayEmulator(heartbeat_interval=0.5, events_per_second=0, total_events=total,
                                guilds=4) as emu:  # fmt: skip
-        shard = shard_for(emu, rng=lambda: 0.5, event_types=EventTypeFlags.ALL)
+        shard = shard_for(
+            emu, rng=lambda: 0.5, event_types=EventTypeFlags.ALL, backoff_base=0.01, backoff_max=0.1
+        )
         sequences: list[int] = []
         faults = 0
 

@@ -15,6 +15,7 @@ from gateway import (
     InMemoryQueue,
     Intents,
     ReceiveMessageError,
+    Shard,
     ShardEventStream,
     ShardId,
     ShardMessageStream,
@@ -169,17 +170,16 @@ async def test_message_stream_yields_raw_text() -> None:
 
 
 async def test_a_bug_in_one_shard_is_raised_not_swallowed() -> None:
-    class Broken:
-        id = ShardId(0, 1)
-
-        async def next_event(self) -> Event:
+    class Broken(Shard):
+        def poll_event(self) -> Event | None:
             raise RuntimeError("boom")
 
-    stream = ShardEventStream([Broken()])  # type: ignore[list-item]
+    stream = ShardEventStream([Broken(ShardId(0, 1), TOKEN, gateway_url="ws://127.0.0.1:9")])
     with pytest.raises(RuntimeError, match="boom"):
         await asyncio.wait_for(anext(aiter(stream)), 5)
+    await stream.shards[0].close()
 
 
 def test_an_empty_stream_is_refused() -> None:
-    with pytest.raises(ValueError):
-        asyncio.run(anext(aiter(ShardEventStream([]))))
+    with pytest.raises(ValueError, match="at least one shard"):
+        ShardEventStream([])

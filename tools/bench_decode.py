@@ -5,7 +5,7 @@
 The corpus is seeded gateway traffic (a busy guild's mix of ~1 KB events with a ~300 KB
 GUILD_CREATE every 100 events) as one zlib-stream in server websocket frames, cut into
 64 KiB reads as a socket delivers them. Our pipeline is what a shard runs: FrameReader
-queues the frames of a read; ShardProtocol.drain inflates (ZlibStream), scans op/s/t and
+queues the frames of a read; the Dispatcher's drain inflates (ZlibStream), scans op/s/t and
 sequences a batch of plain dispatches in one call (anything else takes
 ShardProtocol.receive); each wanted event is JSON-decoded into an Event as it is taken.
 The limit is the least any client must do: inflate each message and JSON-decode it with
@@ -65,9 +65,8 @@ def pipeline(twin: Any, reads: list[bytes], flags: EventTypeFlags) -> Callable[[
     def run() -> int:
         protocol.scan = twin.scan  # the protocol's envelope scanner, this twin's
         shard = protocol.ShardProtocol(ShardId(0, 1), Config("t", event_types=flags))
-        shard._dispatcher = twin.Dispatcher(protocol._dispatch_table(int(flags)),
-                                            codec.fast_loads, Event)  # fmt: skip
-        decode = shard._dispatcher.event
+        dispatcher = twin.Dispatcher(shard.dispatch_table, codec.fast_loads, Event)
+        decode = dispatcher.event
         frames: deque[Any] = deque()
         payloads: deque[Any] = deque()
         ready: deque[Any] = deque()
@@ -77,7 +76,9 @@ def pipeline(twin: Any, reads: list[bytes], flags: EventTypeFlags) -> Callable[[
         for chunk in reads:
             reader.feed(chunk)
             while frames or payloads:
-                count += shard.drain(frames, payloads, ready, BATCH, inflater)
+                taken, seq = dispatcher.drain(frames, payloads, ready, BATCH, inflater)
+                shard.record_sequence(seq)
+                count += taken
                 for item in ready:
                     if type(item) is bytes:  # wanted
                         decode(item)
