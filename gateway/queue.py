@@ -16,12 +16,23 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Queue", "InMemoryQueue", "default_queue", "IDENTIFY_INTERVAL", "DAY"]
+__all__ = [
+    "Queue",
+    "InMemoryQueue",
+    "default_queue",
+    "IDENTIFY_INTERVAL",
+    "IDENTIFY_MARGIN",
+    "DAY",
+]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two identifies of one bucket.
+#: Seconds between two identifies of one bucket (Discord's window).
 IDENTIFY_INTERVAL = 5.0
+#: Extra spacing, as a share of the interval, so that two IDENTIFYs of one bucket never
+#: reach the gateway less than the window apart even when the first one's send was
+#: delayed after its grant (an independent gateway saw 5.00 s - epsilon without it).
+IDENTIFY_MARGIN = 0.05
 #: The session-start budget's window, in seconds.
 DAY = 86400.0
 
@@ -53,7 +64,8 @@ class _Bucket:
 class InMemoryQueue:
     """The identify queue of one process: buckets of ``max_concurrency``, budget per day.
 
-    Each bucket grants one permit per ``interval`` seconds, to the lowest waiting shard id
+    Each bucket grants one permit per ``interval`` seconds (plus
+    :data:`IDENTIFY_MARGIN` of it: 5.25 s by default), to the lowest waiting shard id
     first, so that buckets start in order (shards 0..mc-1, then mc..2mc-1, ...).
     ``remaining`` permits are left of ``total`` until ``reset_after`` seconds from the first
     use; once spent, the queue waits for the reset instead of burning the token (Discord
@@ -175,7 +187,7 @@ class InMemoryQueue:
             return
         *_, fut = heapq.heappop(waiters)
         self.remaining -= 1
-        bucket.next_at = now + self.interval
+        bucket.next_at = now + self.interval * (1 + IDENTIFY_MARGIN)
         fut.set_result(None)
         if waiters:
             self._arm(loop, bucket, bucket.next_at)

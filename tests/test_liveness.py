@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 import websockets
 
+from conftest import child_env
 from gateway import (
     CloseFrame,
     EventType,
@@ -294,6 +298,49 @@ async def test_a_slow_consumer_is_bounded_by_bytes_and_loses_nothing() -> None:
         assert sequences == list(range(sequences[0], total + 1))
         assert len(emu.connections) == 1 and not emu.closes  # no false zombie
         await shard.close()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_rss_stays_bounded_while_the_consumer_is_away() -> None:
+    """The emulator in its own process wants to send ~60 MB; the consumer takes nothing
+    for 3 s: the client process grows by what it may hold (high-water mark, one read),
+    not by what the gateway sends. Then every event arrives, in order."""
+    total = 60_000
+    env, home = child_env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "emulator", "--port", "0", "--guilds", "1",
+         "--events-per-second", "0", "--total-events", str(total), "--mix", "messages",
+         "--heartbeat-interval", "0.5"],
+        stdout=subprocess.PIPE, text=True, env=env, cwd=home,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        url = line.split()[-1]
+        shard = Shard(ShardId.ONE, TOKEN, INTENTS, gateway_url=url, queue=InMemoryQueue(0),
+                      read_high_water=1024 * 1024)  # fmt: skip
+        await take_until(shard, EventType.GUILD_CREATE, timeout=30)
+        before = peak = _rss()
+        for _ in range(30):
+            await asyncio.sleep(0.1)
+            peak = max(peak, _rss())
+        assert shard._paused
+        assert peak - before < 24 * 1024 * 1024, (before, peak)  # vs ~60 MB sent
+        last = 0
+        async with asyncio.timeout(60):
+            while last < total:
+                event = await shard.next_event()
+                if event.sequence is not None:
+                    assert event.sequence == last + 1 or last == 0
+                    last = event.sequence
+        await shard.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 async def test_merged_stream_with_a_busy_reader_keeps_every_shard_alive() -> None:

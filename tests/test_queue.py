@@ -214,3 +214,25 @@ async def _until(predicate: Any) -> None:
 async def _next_of(shard: Shard, wanted: EventType) -> None:
     while (await shard.next_event()).type is not wanted:
         pass
+
+
+async def test_identifies_of_one_bucket_reach_the_gateway_a_full_window_apart() -> None:
+    """A shard's IDENTIFY leaves a little after its grant (here 30 ms late, as under load);
+    the queue's margin still keeps every pair of a bucket's IDENTIFYs at least the
+    gateway's window apart (8 shards at mc 4). Without the margin this fails."""
+    window = 1.0
+
+    class LateSender(InMemoryQueue):
+        async def acquire(self, shard_id: int) -> None:
+            await super().acquire(shard_id)
+            if shard_id < 4:
+                await asyncio.sleep(0.03)
+
+    async with GatewayEmulator(max_concurrency=4, identify_window=window, shards=8) as emu:
+        await ready_all(emu, LateSender(4, interval=window), 8)
+        by_bucket: dict[int, list[float]] = {}
+        for record in emu.identifies:
+            by_bucket.setdefault(record.data["shard"][0] % 4, []).append(record.time)
+        gaps = [b - a for times in by_bucket.values() for a, b in itertools.pairwise(times)]
+        assert len(gaps) == 4 and min(gaps) >= window
+        assert not emu.violations
