@@ -17,7 +17,7 @@ import logging
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import websockets
 from websockets.client import ClientProtocol
@@ -116,8 +116,8 @@ class Connection(asyncio.Protocol):
     # ---- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance check: uvloop's transports are not asyncio.Transport subclasses.
+        self._transport = cast("asyncio.Transport", transport)
         request = self._client.connect()
         request.headers["User-Agent"] = USER_AGENT
         self._client.send_request(request)

@@ -1,0 +1,203 @@
+"""Thousands of quiet shards: client CPU per event when every event arrives alone.
+
+    python tools/bench_trickle.py [--shards 200] [--rate 20] [--seconds 10] [--loops asyncio,uvloop]
+
+N shards each receive R events/s (zlib-stream, the default traffic mix) from an emulator in
+its own process; each client runs in a fresh process and, once every shard is READY and
+traffic flows, counts events and its own CPU time (user and system) over a fixed window.
+
+Clients, measured in the same run:
+
+- ``gateway``: our shards through one ``ShardEventStream`` (every event decoded);
+- ``floor``: N bare ``gateway.transport.Connection``\\ s that identify once and then
+  inflate and JSON-decode every message in the data callback: no shard, no task, no
+  heartbeat logic (what any client must at least pay on this loop);
+- ``hikari``: hikari's ``GatewayShardImpl`` (``pip install '.[bench]'``).
+
+Each runs on the default asyncio loop and on uvloop (when installed). The table gives CPU
+microseconds per event (user, system, total), events/s, RSS per shard and the ratio to the
+floor of the same loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from benchlib import TOKEN, emulator, hikari_shard, machine, raise_fd_limit, rss, run_worker, table
+
+WARMUP = 2.0  # seconds of traffic before the window opens
+
+
+def _cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+class Window:
+    """Counts events between ``open()`` and ``close()``, with the CPU spent meanwhile."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.open_at: float | None = None
+
+    def open(self) -> None:
+        self.count = 0
+        self.cpu = _cpu()
+        self.open_at = time.perf_counter()
+
+    def result(self, shards: int, base_rss: int) -> dict[str, Any]:
+        assert self.open_at is not None
+        wall = time.perf_counter() - self.open_at
+        user, sys_ = (b - a for a, b in zip(self.cpu, _cpu(), strict=True))
+        n = max(self.count, 1)
+        return {
+            "events": self.count,
+            "events_per_s": self.count / wall,
+            "user_us": user / n * 1e6,
+            "sys_us": sys_ / n * 1e6,
+            "cpu_us": (user + sys_) / n * 1e6,
+            "kib_per_shard": (rss() - base_rss) / shards / 1024,
+        }
+
+
+async def _measure(window: Window, seconds: float, shards: int, base: int) -> dict[str, Any]:
+    await asyncio.sleep(WARMUP)
+    window.open()
+    await asyncio.sleep(seconds)
+    return window.result(shards, base)
+
+
+async def ours(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    from gateway import Config, InMemoryQueue, Intents, ShardEventStream, create_range
+
+    base = rss()
+    intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_PRESENCES
+    queue = InMemoryQueue(0)
+    group = create_range(range(shards), shards,
+                         lambda sid: Config(TOKEN, intents, gateway_url=url, queue=queue))  # fmt: skip
+    window = Window()
+
+    async def read() -> None:
+        async for _, event in ShardEventStream(group):
+            if getattr(event, "sequence", None) is not None:
+                window.count += 1
+
+    reader = asyncio.create_task(read())
+    result = await _measure(window, seconds, shards, base)
+    reader.cancel()
+    return result
+
+
+async def floor(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    import zlib
+
+    from gateway import codec
+    from gateway.transport import Connection
+
+    base = rss()
+    window = Window()
+    loads = codec.loads
+    identify = {"op": 2, "d": {"token": TOKEN, "intents": 1 | 512 | 256,
+                               "properties": {"os": "linux", "browser": "b", "device": "d"}}}  # fmt: skip
+
+    async def one(number: int) -> Connection:
+        inflate = zlib.decompressobj().decompress
+        conn: Connection | None = None
+        payload = dict(identify, d={**identify["d"], "shard": [number, shards]})
+
+        def on_data() -> None:
+            assert conn is not None
+            messages = conn.messages
+            while messages:
+                body = loads(inflate(messages.popleft()))
+                if body["op"] == 0:
+                    window.count += 1
+                elif body["op"] == 10:
+                    conn.send(json.dumps(payload))
+
+        conn = await Connection.open(url + "/?v=10&encoding=json&compress=zlib-stream",
+                                     ssl=None, timeout=30, on_data=on_data)  # fmt: skip
+        return conn
+
+    conns = await asyncio.gather(*(one(n) for n in range(shards)))
+    result = await _measure(window, seconds, shards, base)
+    for conn in conns:
+        conn.abort()
+    return result
+
+
+async def hikari(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    base = rss()
+    window = Window()
+
+    def on_event(name: str) -> None:
+        window.count += 1
+
+    group = [hikari_shard(url, n, shards, 1 | 512 | 256, on_event) for n in range(shards)]
+    await asyncio.gather(*(s.start() for s in group))
+    result = await _measure(window, seconds, shards, base)
+    await asyncio.gather(*(s.close() for s in group), return_exceptions=True)
+    return result
+
+
+CLIENTS = {"gateway": ours, "floor": floor, "hikari": hikari}
+
+
+def worker(argv: list[str]) -> None:
+    raise_fd_limit()
+    client, loop, shards, url, seconds = argv
+    run = CLIENTS[client](int(shards), url, float(seconds))
+    if loop == "uvloop":
+        import uvloop
+
+        result = uvloop.run(run)
+    else:
+        result = asyncio.run(run)
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="events/s per shard")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
+    parser.add_argument("--loops", default="asyncio,uvloop")
+    parser.add_argument("--clients", default="floor,gateway,hikari")
+    args = parser.parse_args()
+    loops = [
+        x for x in args.loops.split(",") if x != "uvloop" or importlib.util.find_spec("uvloop")
+    ]
+    clients = [
+        c for c in args.clients.split(",") if c != "hikari" or importlib.util.find_spec("hikari")
+    ]
+    n = args.shards
+    print(f"# bench_trickle: {n} shards x {args.rate:g} events/s, {args.seconds:g} s window; "
+          f"{machine()}\n")  # fmt: skip
+    rows = []
+    for loop in loops:
+        floor_cpu = None
+        for client in clients:
+            options = dict(shards=n, guilds=2 * n, max_concurrency=n, identify_window=0,
+                           events_per_second=args.rate, heartbeat_interval=41.25)  # fmt: skip
+            with emulator(**options) as emu:
+                result = run_worker("bench_trickle.py", client, loop, n, emu.url, args.seconds)
+            if client == "floor":
+                floor_cpu = result["cpu_us"]
+            result["x_floor"] = result["cpu_us"] / floor_cpu if floor_cpu else None
+            rows.append({"client": f"{client} ({loop})", **result})
+    print(table(rows, ["client", "events", "events_per_s", "user_us", "sys_us", "cpu_us",
+                       "x_floor", "kib_per_shard"]))  # fmt: skip
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+    else:
+        main()
