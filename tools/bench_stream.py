@@ -1,12 +1,16 @@
 """Many shards in one process: memory per idle shard, and events/s through ShardEventStream.
 
-    python tools/bench_stream.py [--shards 1000] [--events 200000]
+    python tools/bench_stream.py [--shards 1000] [--events 200000] [--tls] [--memory-only]
 
 The emulator runs in its own process; every measurement runs in a fresh worker process.
 Memory: RSS after N shards are READY and quiet, minus RSS before the first shard, divided
 by N, for our shards (driven by one ShardEventStream) and hikari's GatewayShardImpl (stub
-event manager). Throughput: the same number of ~1 KB events read by one shard directly, by
-one shard through ShardEventStream, and spread over N shards through one ShardEventStream.
+event manager, one HTTPSettings for all shards as in hikari's GatewayBot). ``--tls`` adds
+the same over ``wss://``: the emulator serves a trustme certificate and the workers trust
+its CA through ``SSL_CERT_FILE`` (verification stays on); all our shards share the default
+context (``gateway.backends.default_ssl_context()``), all hikari's share one too.
+Throughput: the same number of ~1 KB events read by one shard directly, by one shard
+through ShardEventStream, and spread over N shards through one ShardEventStream.
 hikari comes from ``pip install '.[bench]'``; without it its rows say so.
 """
 
@@ -31,6 +35,7 @@ from benchlib import (
     rss,
     run_worker,
     table,
+    test_certificate,
 )
 
 QUIET = 0.5  # seconds without an event that count as "idle"
@@ -40,13 +45,15 @@ QUIET = 0.5  # seconds without an event that count as "idle"
 
 
 async def ours_idle(shards: int, api: str) -> dict[str, Any]:
-    from gateway import Config, EventType, Intents, ShardEventStream, create_recommended
+    from gateway import Config, EventType, Intents, ShardEventStream, backends, create_recommended
 
     gc.collect()
     base = rss()
     clock = Clock()
+    # Over wss:// every shard uses the one default context (made here, within the measure).
+    ssl = backends.default_ssl_context() if api.startswith("https:") else None
     group = await create_recommended(
-        TOKEN, lambda sid: Config(TOKEN, Intents.GUILDS), api_base_url=api
+        TOKEN, lambda sid: Config(TOKEN, Intents.GUILDS, ssl=ssl), api_base_url=api
     )
     stream = ShardEventStream(group)
     iterator = aiter(stream)
@@ -61,10 +68,13 @@ async def ours_idle(shards: int, api: str) -> dict[str, Any]:
 
 
 async def hikari_idle(shards: int, url: str) -> dict[str, Any]:
+    from hikari.impl import config as hconfig
+
     gc.collect()
     base = rss()
     clock = Clock()
-    group = [hikari_shard(url, n, shards, 1) for n in range(shards)]
+    settings = hconfig.HTTPSettings()
+    group = [hikari_shard(url, n, shards, 1, http_settings=settings) for n in range(shards)]
     await asyncio.gather(*(s.start() for s in group))
     startup = clock.elapsed()[0]
     await asyncio.sleep(QUIET)  # hikari polls by itself; let the GUILD_CREATEs drain
@@ -136,31 +146,53 @@ def worker(argv: list[str]) -> None:
 # ---- the benchmark ------------------------------------------------------------------------------
 
 
+def _memory(n: int, schemes: list[tuple[str, str | None, str | None]]) -> list[dict[str, Any]]:
+    """Idle-shard rows for each (scheme, certfile, cafile); "x ours": against our row of the
+    same scheme.
+    """
+    memory = []
+    opts = dict(shards=n, guilds=n, max_concurrency=n, identify_window=5)
+    has_hikari = importlib.util.find_spec("hikari") is not None
+    for scheme, certfile, cafile in schemes:
+        env = {"SSL_CERT_FILE": cafile} if cafile else None
+        with emulator(**opts, certfile=certfile or False) as emu:
+            memory.append({"shards": f"gateway {scheme} ({n})", **run_worker(
+                "bench_stream.py", "ours-idle", n, emu.api_url, env=env)})  # fmt: skip
+        if has_hikari:
+            with emulator(**opts, certfile=certfile or False) as emu:
+                memory.append({"shards": f"hikari {scheme} ({n})", **run_worker(
+                    "bench_stream.py", "hikari-idle", n, emu.url, env=env)})  # fmt: skip
+    if not has_hikari:
+        memory.append({"shards": "hikari: not installed (pip install '.[bench]')"})
+    ours = {
+        row["shards"].split()[1]: row["per_shard"] for row in memory if "gateway" in row["shards"]
+    }
+    for row in memory:
+        if "per_shard" in row:
+            row["KiB/shard"] = row["per_shard"] / 1024
+            row["x ours"] = row["per_shard"] / ours[row["shards"].split()[1]]
+    return memory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=1000)
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--tls", action="store_true", help="memory over wss:// too")
+    parser.add_argument("--memory-only", action="store_true", help="skip the throughput")
     args = parser.parse_args()
     n = args.shards
     print(f"# bench_stream: {n} shards, {args.events:,} events; {machine()}\n")
 
-    memory = []
-    opts = dict(shards=n, guilds=n, max_concurrency=n, identify_window=5)
-    with emulator(**opts) as emu:
-        ours = run_worker("bench_stream.py", "ours-idle", n, emu.api_url)
-    memory.append({"shards": f"gateway ({n})", **ours})
-    if importlib.util.find_spec("hikari"):
-        with emulator(**opts) as emu:
-            memory.append({"shards": f"hikari ({n})", **run_worker(
-                "bench_stream.py", "hikari-idle", n, emu.url)})  # fmt: skip
-    else:
-        memory.append({"shards": "hikari: not installed (pip install '.[bench]')"})
-    for row in memory:
-        if "per_shard" in row:
-            row["KiB/shard"] = row["per_shard"] / 1024
-            row["x ours"] = row["per_shard"] / ours["per_shard"]
+    with contextlib.ExitStack() as stack:
+        schemes = [("ws", None, None)]
+        if args.tls:
+            schemes.append(("wss", *stack.enter_context(test_certificate())))
+        memory = _memory(n, schemes)
     print("Memory per idle shard (RSS delta / shards)")
     print(table(memory, ["shards", "KiB/shard", "x ours", "startup_s"]))
+    if args.memory_only:
+        return
 
     rates = []
     for label, shards, mode in (
