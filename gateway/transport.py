@@ -1,17 +1,19 @@
 """The websocket connection behind a shard: an ``asyncio.Protocol`` with our own reader.
 
 The opening handshake (HTTP upgrade, key check) and outgoing frames (masked) come from
-``websockets``' sans-I/O ``ClientProtocol``. TLS (``wss://``) is ours too: an
-``ssl.SSLObject`` over two ``MemoryBIO`` inside this protocol, as asyncio's ``sslproto.py``
-does, but without its 256 KiB read buffer per connection: ciphertext goes into the BIO a
-record's worth at a time and plaintext comes out through one buffer per thread, so an idle
-``wss://`` connection holds little beyond OpenSSL's own state. The loop only ever sees a
-plain TCP connection, so any loop works (asyncio's, uvloop). Incoming bytes go through the selected
+``websockets``' sans-I/O ``ClientProtocol``. Incoming bytes go through the selected
 :class:`~gateway._speedups.FrameReader` (Cython or pure), which appends whole messages
 (fragments joined, still compressed) straight to a queue; the shard takes them a batch at a
 time without a task or a future per message. Ping gets pong, a close frame gets its echo,
 and a TCP drop is a close without a frame (code None, which the shard treats as 1006). A
 framing violation is queued as a :class:`FrameError` in the message's place.
+
+TLS (``wss://``) is ours too: an ``ssl.SSLObject`` over two ``MemoryBIO`` inside this
+protocol, as asyncio's ``sslproto.py`` does, without its 256 KiB read buffer per
+connection: ciphertext goes into the BIO a record's worth at a time and plaintext comes
+out through one buffer per thread, so an idle ``wss://`` connection holds little beyond
+OpenSSL's own state. The loop only ever sees plain TCP, so any loop works (asyncio's,
+uvloop).
 """
 
 from __future__ import annotations
@@ -144,7 +146,9 @@ class Connection(asyncio.Protocol):
         shard inflates them a batch at a time (see ``ShardProtocol.drain``).
         """
         uri = parse_uri(url)
-        context = (ssl or backends.default_ssl_context()) if uri.secure else None
+        context = None
+        if uri.secure:
+            context = ssl if ssl is not None else backends.default_ssl_context()
         loop = asyncio.get_running_loop()
 
         async def connect() -> Connection:
