@@ -187,6 +187,23 @@ async def test_a_dropped_tcp_connection_ends_without_a_code(
     assert gone is not None and gone.code is None
 
 
+async def test_the_server_ending_tls_or_tcp_without_a_close_frame(
+    scheme: str, certs: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("last words")
+        ws.transport.close()  # wss: close_notify, then FIN; ws: FIN
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        await client.until(lambda: conn._lost.done())
+    assert client.take() == [b"last words"]
+    gone = conn.ended()
+    assert gone is not None and gone.code is None and gone.__cause__ is None
+    assert not [r for r in caplog.records if r.name.startswith("gateway")]
+
+
 async def test_a_refused_upgrade_is_an_invalid_handshake(
     scheme: str, certs: SimpleNamespace
 ) -> None:
