@@ -79,6 +79,7 @@ async def test_an_expired_certificate_is_a_verification_error(certs: SimpleNames
     assert "expired" in exc.verify_message
 
 
+@pytest.mark.skipif(backends.TLS != "system", reason="SSL_CERT_FILE is the system store's")
 async def test_wss_without_a_context_uses_the_shared_default_which_verifies(
     certs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
