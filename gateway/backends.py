@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import os
 import ssl
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "json_loads",
     "json_dumps",
     "create_ssl_context",
+    "default_ssl_context",
     "describe",
     "ZLIB_ORDER",
     "JSON_ORDER",
@@ -154,6 +156,32 @@ try:
 except ImportError as _exc:
     raise _missing("GATEWAY_TLS", _wanted_tls, _TLS_PIP[_wanted_tls], _exc) from _exc
 TLS = _wanted_tls
+
+_default_context: ssl.SSLContext | None = None
+_default_lock = threading.Lock()
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The process-wide client context for ``wss://`` when none is given: made on first use
+    by :func:`create_ssl_context` (verifying certificates and hostnames), then shared.
+
+    One context per shard would cost ~840 KB and ~45 ms each (the trust store is loaded per
+    context); connections share a context safely. Do not change the one returned: pass your
+    own context instead.
+    """
+    global _default_context
+    context = _default_context
+    if context is None:
+        with _default_lock:  # shards started from several threads still load it once
+            context = _default_context
+            if context is None:
+                context = create_ssl_context()
+                # A client never needs TLS 1.2 renegotiation; refusing it keeps a write from
+                # ever waiting on a read (the transport's TLS layer does not support that).
+                context.options |= ssl.OP_NO_RENEGOTIATION
+                _default_context = context
+    return context
+
 
 SPEEDUPS: str = _speedups.BACKEND
 

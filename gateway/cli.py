@@ -3,11 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
-__all__ = ["main"]
+__all__ = ["main", "LOOPS", "add_loop_argument", "loop_name", "run_on_loop"]
+
+T = TypeVar("T")
+
+#: The event loops ``--loop`` offers.
+LOOPS = ("asyncio", "uvloop")
+
+
+def add_loop_argument(parser: argparse.ArgumentParser) -> None:
+    """``--loop asyncio|uvloop`` (default: uvloop when installed)."""
+    parser.add_argument(
+        "--loop", choices=LOOPS, default=None,
+        help="event loop (default: uvloop when installed, else asyncio)",
+    )  # fmt: skip
+
+
+def run_on_loop(main: Callable[[], Coroutine[Any, Any, T]], loop: str | None = None) -> T:
+    """Run ``main()`` on ``loop`` (None: uvloop when installed, else asyncio's own).
+
+    Raises ImportError naming the fix when uvloop is asked for but not installed.
+    """
+    if loop is None:
+        loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise ImportError(
+                f"--loop uvloop but uvloop is not installed ({exc}); "
+                "fix: pip install 'gateway[uvloop]'"
+            ) from exc
+        factory = uvloop.new_event_loop
+    elif loop != "asyncio":
+        raise ValueError(f"unknown event loop {loop!r}; choose one of {', '.join(LOOPS)}")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
+
+
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the running loop's kind (for logs and the demo)."""
+    module = type(asyncio.get_running_loop()).__module__
+    return "uvloop" if module.split(".")[0] == "uvloop" else "asyncio"
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:

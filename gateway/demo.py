@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from .cli import add_loop_argument, loop_name, run_on_loop
 from .config import Config
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
 from .events import Event, EventType
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--discord", action="store_true", help="use Discord (DISCORD_TOKEN), not the emulator"
     )
+    add_loop_argument(p)
     p.set_defaults(func=_main)
 
 
@@ -301,7 +303,7 @@ async def run_demo(
             await asyncio.gather(*tasks, return_exceptions=True)
             await stream.aclose()
             await asyncio.gather(*(s.close() for s in group))
-        out.write("\n".join(demo.summary()) + "\n")
+        out.write("\n".join(demo.summary()) + f"\nevent loop: {loop_name()}\n")
         out.flush()
         healthy = all(s.events > 0 and s.gone is None for s in demo.stats.values())
         return 0 if healthy else 1
@@ -318,4 +320,6 @@ def _main(args: argparse.Namespace) -> int:
         if not token:
             print("error: --discord needs the DISCORD_TOKEN environment variable", file=sys.stderr)
             return 2
-    return asyncio.run(run_demo(args.shards, args.seconds, args.rate, args.faults, token))
+    return run_on_loop(
+        lambda: run_demo(args.shards, args.seconds, args.rate, args.faults, token), args.loop
+    )

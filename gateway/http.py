@@ -95,7 +95,7 @@ async def get_gateway_bot(
     token = normalize_token(token)
     url = api_base_url.rstrip("/") + "/gateway/bot"
     if url.startswith("https://") and ssl is None:
-        ssl = backends.create_ssl_context()
+        ssl = backends.default_ssl_context()
     return await asyncio.to_thread(_fetch, url, token, ssl, timeout)
 
 

@@ -53,12 +53,15 @@ class Queue(Protocol):
 class _Bucket:
     """The waiters of one rate-limit bucket, lowest shard id first."""
 
-    __slots__ = ("next_at", "timer", "waiters")
+    __slots__ = ("next_at", "timer", "timer_at", "waiters")
 
     def __init__(self) -> None:
         self.waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self.next_at = float("-inf")
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None
+        # The timer's time, kept here: uvloop's call_at returns a plain Handle (no when())
+        # for a time already past.
+        self.timer_at = 0.0
 
 
 class InMemoryQueue:
@@ -155,10 +158,11 @@ class InMemoryQueue:
 
     def _arm(self, loop: asyncio.AbstractEventLoop, bucket: _Bucket, when: float) -> None:
         if bucket.timer is not None:
-            if bucket.timer.when() <= when:
+            if bucket.timer_at <= when:
                 return
             bucket.timer.cancel()
         bucket.timer = loop.call_at(when, self._grant, loop, bucket)
+        bucket.timer_at = when
 
     def _grant(self, loop: asyncio.AbstractEventLoop, bucket: _Bucket) -> None:
         bucket.timer = None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from . import codec
+from .cli import add_loop_argument, loop_name, run_on_loop
 from .config import Config
 from .errors import GatewayError, ReceiveMessageError
 from .events import Event, EventType, EventTypeFlags
@@ -83,6 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "not asked when --gateway-url is given without it)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="exit 0 after this many events")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    add_loop_argument(p)
     p.set_defaults(func=_main)
 
 
@@ -108,7 +110,9 @@ def _main(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
     )
     try:
-        return asyncio.run(run(config, spec, wanted, args.format, args.limit, args.api_url))
+        return run_on_loop(
+            lambda: run(config, spec, wanted, args.format, args.limit, args.api_url), args.loop
+        )
     except GatewayError as exc:
         return _fail(str(exc), 1)
 
@@ -123,6 +127,7 @@ async def run(
     out: TextIO = sys.stdout,
 ) -> int:
     """Run the shards, write events to ``out``; returns the exit status."""
+    log.info("event loop: %s", loop_name())
     shards = await _create(config, spec, wanted, api_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,10 +20,8 @@ processes one batch itself (the hot path of a busy shard: no trip through the lo
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
-import ssl as ssl_module
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -32,7 +30,7 @@ from typing import Any, NoReturn, TypeAlias
 
 import websockets
 
-from . import backends, codec
+from . import codec
 from . import compression as compression_module
 from ._speedups import Dispatcher, scan
 from .close import CloseFrame, describe
@@ -80,12 +78,6 @@ _Ready: TypeAlias = "bytes | tuple[bytes, Event | None] | ReceiveMessageError | 
 #: A merged stream listening to a shard: told when the shard may have something; returns
 #: whether a consumer is waiting on the stream (else the shard processes data itself).
 Listener: TypeAlias = "Callable[[Shard], bool]"
-
-
-@functools.cache
-def _default_ssl() -> ssl_module.SSLContext:
-    """One verified TLS context per process (a context is ~840 KB and ~45 ms to build)."""
-    return backends.create_ssl_context()
 
 
 def _size(items: Iterable[_Ready]) -> int:
@@ -290,12 +282,9 @@ class Shard:
             log.info("shard %s: reconnecting in %.1f s", self._id, delay)
             await asyncio.sleep(delay)  # close() cancels the task
         url = p.connect_url()
-        ssl = self._config.ssl
-        if ssl is None and url.startswith("wss://"):
-            ssl = _default_ssl()
-        try:
+        try:  # ssl None: the process-wide default context (one per process, not per shard)
             conn = await Connection.open(
-                url, ssl=ssl, timeout=self._config.connect_timeout,
+                url, ssl=self._config.ssl, timeout=self._config.connect_timeout,
                 max_size=self._config.max_message_size, on_data=self._on_data,
             )  # fmt: skip
         except _CONNECT_ERRORS as exc:

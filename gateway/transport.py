@@ -7,6 +7,13 @@ The opening handshake (HTTP upgrade, key check) and outgoing frames (masked) com
 time without a task or a future per message. Ping gets pong, a close frame gets its echo,
 and a TCP drop is a close without a frame (code None, which the shard treats as 1006). A
 framing violation is queued as a :class:`FrameError` in the message's place.
+
+TLS (``wss://``) is ours too: an ``ssl.SSLObject`` over two ``MemoryBIO`` inside this
+protocol, as asyncio's ``sslproto.py`` does, without its 256 KiB read buffer per
+connection: ciphertext goes into the BIO a record's worth at a time and plaintext comes
+out through one buffer per thread, so an idle ``wss://`` connection holds little beyond
+OpenSSL's own state. The loop only ever sees plain TCP, so any loop works (asyncio's,
+uvloop).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl as ssl_module
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -24,6 +32,7 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
+from . import backends
 from ._speedups import CompressionError, FrameError, FrameReader
 from .config import USER_AGENT
 
@@ -33,6 +42,26 @@ __all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "Qu
 MAX_HEAD = 64 * 1024
 #: Seconds to wait for the server's side of a closing handshake.
 CLOSE_TIMEOUT = 5.0
+#: Ciphertext written into a connection's incoming BIO at a time. A MemoryBIO keeps the
+#: largest size it ever held, so feeding a 256 KiB socket read whole would pin 256 KiB per
+#: connection; a slice about one TLS record long (16 KiB + overhead) bounds it near 33 KiB.
+TLS_FEED = 16 * 1024
+#: Size of the plaintext buffer (one per thread, shared by its connections).
+TLS_READ = 64 * 1024
+
+log = logging.getLogger(__name__)
+_local = threading.local()
+
+
+def _tls_buffer() -> memoryview:
+    """This thread's plaintext buffer. Per thread, not per module: ``SSLObject.read``
+    releases the GIL, so event loops in two threads would otherwise share one buffer.
+    """
+    try:
+        buffer: memoryview = _local.buffer
+    except AttributeError:
+        buffer = _local.buffer = memoryview(bytearray(TLS_READ))
+    return buffer
 
 
 class QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -49,7 +78,11 @@ _LOGGER = QuietLogger(logging.getLogger("gateway.transport.websockets"))
 
 
 class ConnectionGone(Exception):
-    """The websocket is closed; ``code`` is the close code received (None: no frame)."""
+    """The websocket is closed; ``code`` is the close code received (None: no frame).
+
+    When the connection failed (a TLS error, or an exception in one of its callbacks) the
+    failure is the ``__cause__``.
+    """
 
     def __init__(self, code: int | None, reason: str = "") -> None:
         super().__init__(f"connection closed ({code if code is not None else 'no close frame'})")
@@ -58,10 +91,14 @@ class ConnectionGone(Exception):
 
 
 class Connection(asyncio.Protocol):
-    """One websocket connection to the gateway (client side)."""
+    """One websocket connection to the gateway (client side), over TCP or TLS."""
 
     def __init__(
-        self, uri: WebSocketURI, max_size: int | None, on_data: Callable[[], None]
+        self,
+        uri: WebSocketURI,
+        max_size: int | None,
+        on_data: Callable[[], None],
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
         self._messages: deque[bytes | FrameError | CompressionError] = deque()
@@ -76,33 +113,46 @@ class Connection(asyncio.Protocol):
         self._close_sent = False
         self._close_code: int | None = None
         self._close_reason = ""
+        self._error: BaseException | None = None  # why the connection failed, if it did
+        # TLS: the context until connection_made, then the SSLObject and its two BIOs.
+        self._ssl_context = ssl
+        self._host = uri.host
+        self._port = uri.port
+        self._tls: ssl_module.SSLObject | None = None
+        self._tls_in: ssl_module.MemoryBIO | None = None
+        self._tls_out: ssl_module.MemoryBIO | None = None
+        self._tls_done = False  # the TLS handshake finished
+        self._tls_closing = False  # our close_notify is out
 
     @classmethod
     async def open(
         cls,
         url: str,
         *,
-        ssl: ssl_module.SSLContext | None,
+        ssl: ssl_module.SSLContext | None = None,
         timeout: float,
         max_size: int | None = None,
         on_data: Callable[[], None] = lambda: None,
     ) -> Connection:
         """Connect and upgrade; raise OSError/TimeoutError/InvalidHandshake on failure.
 
-        ``on_data`` is called whenever messages arrive or the connection ends. Messages
-        are as received (still compressed, with transport compression): the shard
-        inflates them a batch at a time (see ``ShardProtocol.drain``).
+        ``wss://`` uses ``ssl``, or the process-wide :func:`gateway.backends.default_ssl_context`
+        when it is None; certificates and the hostname are always verified by the context.
+        A failed verification raises :class:`ssl.SSLCertVerificationError` (an ``OSError``)
+        naming the cause. ``on_data`` is called whenever messages arrive or the connection
+        ends. Messages are as received (still compressed, with transport compression): the
+        shard inflates them a batch at a time (see ``ShardProtocol.drain``).
         """
         uri = parse_uri(url)
+        context = None
+        if uri.secure:
+            context = ssl if ssl is not None else backends.default_ssl_context()
         loop = asyncio.get_running_loop()
 
         async def connect() -> Connection:
+            # Plain TCP for the loop: TLS runs inside the protocol (see the module docstring).
             transport, conn = await loop.create_connection(
-                lambda: cls(uri, max_size, on_data),
-                uri.host,
-                uri.port,
-                ssl=ssl if uri.secure else None,
-                server_hostname=uri.host if uri.secure else None,
+                lambda: cls(uri, max_size, on_data, context), uri.host, uri.port
             )
             try:
                 await conn._handshake
@@ -114,31 +164,180 @@ class Connection(asyncio.Protocol):
         return await asyncio.wait_for(connect(), timeout)
 
     # ---- asyncio.Protocol -----------------------------------------------------------------
+    # Each callback keeps its exceptions: the loop would only log them (and, for
+    # connection_made, leave the connection open), so open() would wait out its timeout.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not an isinstance check: uvloop's transports are not asyncio.Transport subclasses.
-        self._transport = cast("asyncio.Transport", transport)
-        request = self._client.connect()
-        request.headers["User-Agent"] = USER_AGENT
-        self._client.send_request(request)
-        self._write_pending()
+        # No isinstance check: uvloop's transports do not subclass asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+        try:
+            if self._ssl_context is not None:
+                self._tls_in, self._tls_out = ssl_module.MemoryBIO(), ssl_module.MemoryBIO()
+                self._tls = self._ssl_context.wrap_bio(
+                    self._tls_in, self._tls_out, server_side=False, server_hostname=self._host
+                )
+                self._ssl_context = None  # the SSLObject holds it now
+                self._tls_handshake()
+            else:
+                self._send_request()
+        except Exception as exc:
+            self._failed(exc)
 
     def data_received(self, data: bytes) -> None:
+        try:
+            if self._tls is not None:
+                self._tls_received(data)
+            elif self._open:
+                self._frames(data)
+            else:
+                self._handshake_data(data)
+        except Exception as exc:
+            self._failed(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._handshake.done():
+            message = "TLS handshake" if self._tls is not None and not self._tls_done else ""
+            self._handshake.set_exception(
+                exc or ConnectionError(f"connection closed during {message or 'handshake'}")
+            )
+        if self._error is None and exc is not None:
+            self._error = exc
+        if not self._lost.done():
+            self._lost.set_result(None)
+        try:
+            self._on_data()
+        except Exception as error:  # the loop would only log it, without our context
+            self._failed(error)
+
+    def _failed(self, exc: BaseException) -> None:
+        """The connection cannot go on: fail the handshake with ``exc`` (open() raises it),
+        or once open, keep it as the ``__cause__`` of :meth:`ended`'s ConnectionGone.
+        """
+        if self._error is None:
+            self._error = exc
+        if not self._handshake.done():
+            self._handshake.set_exception(exc)
+        elif not isinstance(exc, (ssl_module.SSLError, OSError)):
+            log.error("connection to %s failed", self._host, exc_info=exc)  # a bug, not I/O
+        else:
+            log.warning("connection to %s failed: %s", self._host, exc)
+        if self._transport is not None:
+            self._transport.abort()
+        if not self._lost.done():  # connection_lost tells on_data (again) otherwise
+            with contextlib.suppress(Exception):  # it is what failed, maybe
+                self._on_data()
+
+    # ---- TLS --------------------------------------------------------------------------------
+
+    def _tls_handshake(self) -> None:
+        """One step of the TLS handshake; once done, start the websocket handshake."""
+        assert self._tls is not None
+        try:
+            self._tls.do_handshake()
+        except ssl_module.SSLWantReadError:
+            self._tls_flush()  # ClientHello, or the next flight
+            return
+        except ssl_module.SSLError as exc:
+            with contextlib.suppress(Exception):
+                self._tls_flush()  # the alert, so the server knows why
+            exc.add_note(f"TLS handshake with {self._host}:{self._port}")
+            raise
+        self._tls_done = True
+        self._tls_flush()
+        self._send_request()
+
+    def _tls_received(self, data: bytes) -> None:
+        incoming = self._tls_in
+        assert incoming is not None
+        if len(data) <= TLS_FEED:
+            incoming.write(data)
+            self._tls_step()
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), TLS_FEED):
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                return  # failed or closed by what came before
+            incoming.write(view[start : start + TLS_FEED])
+            self._tls_step()
+
+    def _tls_step(self) -> None:
+        if not self._tls_done:
+            self._tls_handshake()
+            if not self._tls_done:
+                return
+        self._tls_decrypt()
+
+    def _tls_decrypt(self) -> None:
+        """Read every whole record in the incoming BIO; hand the plaintext on in chunks of up
+        to TLS_READ bytes (one call per chunk, not per record).
+        """
+        tls = self._tls
+        assert tls is not None
+        # With a buffer, read() returns the byte count (typeshed says bytes).
+        read = cast(Callable[[int, memoryview], int], tls.read)
+        buffer = _tls_buffer()
+        size = len(buffer)
+        filled = 0
+        eof = False
+        error: ssl_module.SSLError | None = None
+        try:
+            while True:
+                n = read(size - filled, buffer[filled:])
+                if not n:  # close_notify (read returns 0 rather than raising)
+                    eof = True
+                    break
+                filled += n
+                if filled == size:
+                    self._plaintext(bytes(buffer))
+                    filled = 0
+        except ssl_module.SSLWantReadError:
+            pass
+        except ssl_module.SSLZeroReturnError:
+            eof = True
+        except ssl_module.SSLError as exc:
+            # After our close_notify (sent with the close frame's echo) nothing is left to
+            # read; otherwise the stream is broken, after the records that came before.
+            error = None if self._tls_closing else exc
+        if filled:
+            self._plaintext(bytes(buffer[:filled]))
+        if error is not None:
+            raise error
+        self._tls_flush()  # anything reading produced (a KeyUpdate answer)
+        if eof:
+            self._tls_shutdown()
+
+    def _plaintext(self, data: bytes) -> None:
         if self._open:
             self._frames(data)
         else:
             self._handshake_data(data)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._handshake.done():
-            self._handshake.set_exception(
-                exc or ConnectionError("connection closed during handshake")
-            )
-        if not self._lost.done():
-            self._lost.set_result(None)
-        self._on_data()
+    def _tls_flush(self) -> None:
+        """Write what the SSLObject produced (handshake records, encrypted frames)."""
+        out = self._tls_out
+        if out is not None and out.pending:
+            data = out.read()
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(data)
+
+    def _tls_shutdown(self) -> None:
+        """End TLS politely (our close_notify), then TCP."""
+        if self._tls is not None and self._tls_done and not self._tls_closing:
+            self._tls_closing = True
+            with contextlib.suppress(ssl_module.SSLError):
+                self._tls.unwrap()  # wants a read when the server has not sent its own yet
+            self._tls_flush()
+        if self._transport is not None:
+            self._transport.close()
 
     # ---- handshake ------------------------------------------------------------------------
+
+    def _send_request(self) -> None:
+        request = self._client.connect()
+        request.headers["User-Agent"] = USER_AGENT
+        self._client.send_request(request)
+        self._write_pending()
 
     def _handshake_data(self, data: bytes) -> None:
         self._head += data
@@ -204,7 +403,10 @@ class Connection(asyncio.Protocol):
                 self._client.send_close(self._close_code if len(payload) >= 2 else None)
             self._write_pending()
         if self._transport is not None:
-            self._transport.close()
+            if self._tls is not None:
+                self._tls_shutdown()
+            else:
+                self._transport.close()
 
     @property
     def messages(self) -> deque[bytes | FrameError | CompressionError]:
@@ -232,22 +434,46 @@ class Connection(asyncio.Protocol):
         messages are still waiting in :attr:`messages`; None while it is open.
         """
         if self._lost.done() or self._close_code is not None:
-            return ConnectionGone(self._close_code, self._close_reason)
+            return self._gone()
         return None
+
+    def _gone(self) -> ConnectionGone:
+        gone = ConnectionGone(self._close_code, self._close_reason)
+        gone.__cause__ = self._error
+        return gone
 
     # ---- sending --------------------------------------------------------------------------
 
     def _write_pending(self) -> None:
         data = self._client.data_to_send()
-        if self._transport is not None and not self._transport.is_closing():
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        tls = self._tls
+        if tls is None:
             for chunk in data:
                 if chunk:
-                    self._transport.write(chunk)
+                    transport.write(chunk)
+            return
+        try:
+            for chunk in data:
+                if chunk:
+                    tls.write(chunk)
+        except ssl_module.SSLWantReadError:
+            # Only TLS 1.2 renegotiation makes a write wait for a read; the default
+            # context refuses renegotiation, a context of the user's may allow it.
+            exc = ssl_module.SSLError("TLS renegotiation is not supported")
+            self._failed(exc)
+            return
+        except ssl_module.SSLError as exc:
+            self._failed(exc)
+            return
+        self._tls_flush()
 
     def send(self, text: str) -> None:
         """Send one text frame; raise :class:`ConnectionGone` if the connection is closing."""
-        if self._close_sent or self._lost.done():
-            raise ConnectionGone(self._close_code, self._close_reason)
+        if self._close_sent or self._lost.done() or self._error is not None:
+            raise self._gone()
         self._client.send_text(text.encode())
         self._write_pending()
 

@@ -1,7 +1,14 @@
-"""Shared fixtures: the payload corpus and both speedup implementations."""
+"""Shared fixtures: the payload corpus, both speedup implementations, the event loop.
+
+``GATEWAY_TEST_LOOP=uvloop`` runs every async test on uvloop (default: asyncio's own loop).
+A test marked ``@pytest.mark.asyncio(loop_factories=LOOPS)`` runs on both, whatever the
+variable says (uvloop's run is skipped where uvloop is not installed).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +24,39 @@ from gateway import _speedups
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "gateway" / "testing" / "payloads"
 
+#: The loops a test can ask for with ``@pytest.mark.asyncio(loop_factories=LOOPS)``.
+LOOPS = ["asyncio", "uvloop"]
+
+
+def _loop_factories() -> dict[str, Any]:
+    factories: dict[str, Any] = {"asyncio": asyncio.new_event_loop}
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+LOOP = os.environ.get("GATEWAY_TEST_LOOP", "asyncio").strip() or "asyncio"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if LOOP not in LOOPS:
+        raise pytest.UsageError(f"GATEWAY_TEST_LOOP={LOOP!r}: choose one of {', '.join(LOOPS)}")
+    if LOOP not in _loop_factories():
+        raise pytest.UsageError(f"GATEWAY_TEST_LOOP={LOOP!r} but it is not installed")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """The loop of every async test: GATEWAY_TEST_LOOP's, or each installed one for a test
+    that names loops in its asyncio marker.
+    """
+    factories = _loop_factories()
+    marker = item.get_closest_marker("asyncio")
+    if marker is not None and "loop_factories" in marker.kwargs:
+        return factories
+    return {LOOP: factories[LOOP]}
+
 
 def load_payload(name: str) -> Any:
     """One example payload from the corpus, decoded."""
@@ -25,6 +65,35 @@ def load_payload(name: str) -> Any:
 
 def payload_names() -> list[str]:
     return sorted(p.stem for p in PAYLOADS.glob("*.json"))
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A trustme CA and TLS contexts for loopback tests: ``server`` (a leaf for 127.0.0.1
+    and localhost), ``client`` (trusts only that CA, verifies as usual), ``ca`` (to issue
+    more leaves) and ``cafile`` (the CA in PEM).
+    """
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    cafile = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    return SimpleNamespace(ca=ca, server=server, client=client, cafile=str(cafile))
+
+
+def server_context(leaf: Any) -> Any:
+    """A server context presenting ``leaf`` (a trustme LeafCert)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    leaf.configure_cert(context)
+    return context
 
 
 @pytest.fixture(params=sorted(_speedups.twins()))

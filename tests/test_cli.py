@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import re
 import sys
@@ -139,3 +140,32 @@ def test_parse_shards(text: str, spec: ShardSpec) -> None:
 def test_parse_shards_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_shards(text)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_run_on_the_event_loop_asked_for(loop: str) -> None:
+    async with GatewayEmulator(tokens=[TOKEN], guilds=1) as emu:
+        code, out, err = await gateway_cli(
+            "run", "--intents", "GUILDS", "--gateway-url", emu.url, "--events", "READY",
+            "--limit", "1", "--loop", loop, DISCORD_TOKEN=TOKEN,
+        )  # fmt: skip
+    assert code == 0, err
+    assert f"event loop: {loop}" in err and json.loads(out)["t"] == "READY"
+
+
+async def test_demo_defaults_to_uvloop_when_installed() -> None:
+    code, out, err = await gateway_cli("demo", "--seconds", "1", "--shards", "1")
+    assert code == 0, err
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert re.search(rf"^event loop: {expected}$", out, re.M), out
+
+
+def test_uvloop_asked_for_but_missing_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.cli import run_on_loop
+
+    async def never() -> None:
+        raise AssertionError("not run")
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'gateway\[uvloop\]'"):
+        run_on_loop(never, "uvloop")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from conftest import LOOPS
 from gateway import (
     Config,
     EventType,
@@ -173,6 +174,7 @@ async def test_max_concurrency_0_never_waits() -> None:
     await asyncio.wait_for(asyncio.gather(*(queue.acquire(0) for _ in range(100))), 0.5)
 
 
+@pytest.mark.asyncio(loop_factories=LOOPS)  # uvloop: call_at in the past gives a Handle
 async def test_lowest_shard_first_within_a_bucket() -> None:
     queue = InMemoryQueue(2, interval=0.05)
     order: list[int] = []

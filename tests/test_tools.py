@@ -31,3 +31,15 @@ def test_bench_decode_runs_small() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "limit: inflate + JSON decode" in done.stdout and "pipeline (python)" in done.stdout
+
+
+def test_bench_stream_measures_idle_memory_over_wss() -> None:
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "bench_stream.py"), "--shards", "3", "--tls",
+         "--only", "memory"],
+        capture_output=True, text=True, timeout=120, env=child_env()[0],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("  ")[0].strip(): line.split() for line in done.stdout.splitlines()}
+    assert "gateway ws (3)" in rows and "gateway wss (3)" in rows, done.stdout
+    float(rows["gateway wss (3)"][3])  # KiB/shard: a number

@@ -45,8 +45,8 @@ def emulator(**options: Any) -> Iterator[Emulator]:
         line = proc.stdout.readline()
         if "listening on" not in line:
             raise RuntimeError(f"the emulator did not start: {line!r}")
-        url = line.split()[-1]
-        yield Emulator(url, url.replace("ws://", "http://") + "/api/v10", proc)
+        url = line.split()[-1]  # ws:// or, with --certfile, wss://
+        yield Emulator(url, url.replace("ws", "http", 1) + "/api/v10", proc)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -66,6 +66,25 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = _gateway_home() + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@contextlib.contextmanager
+def test_certificate() -> Iterator[tuple[str, str]]:
+    """A trustme CA and a leaf for 127.0.0.1/localhost: ``(certfile, cafile)`` paths (the
+    leaf's chain with its key, for the emulator's ``--certfile``; the CA, for clients, e.g.
+    as ``SSL_CERT_FILE``, which every default context honours). Needs ``trustme`` (dev).
+    """
+    import tempfile
+
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    with tempfile.TemporaryDirectory() as folder:
+        certfile, cafile = os.path.join(folder, "leaf.pem"), os.path.join(folder, "ca.pem")
+        leaf.private_key_and_cert_chain_pem.write_to_path(certfile)
+        ca.cert_pem.write_to_path(cafile)
+        yield certfile, cafile
 
 
 def run_worker(script: str, *args: object, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -146,10 +165,12 @@ def machine() -> str:
 
 
 def hikari_shard(url: str, shard_id: int, shard_count: int, intents: int,
-                 on_event: Any = None) -> Any:  # fmt: skip
+                 on_event: Any = None, http_settings: Any = None) -> Any:  # fmt: skip
     """hikari's GatewayShardImpl with stub event manager/factory (raw events to ``on_event``).
 
-    zlib-stream like ours; hikari needs no bot object to run a shard this way.
+    zlib-stream like ours; hikari needs no bot object to run a shard this way. Give many
+    shards one ``http_settings`` (as hikari's GatewayBot does): each ``HTTPSettings()``
+    builds its own SSLContext (~840 KB), used or not.
     """
     import hikari
     from hikari.impl import config as hconfig
@@ -169,7 +190,8 @@ def hikari_shard(url: str, shard_id: int, shard_count: int, intents: int,
 
     return hshard.GatewayShardImpl(
         intents=hikari.Intents(intents), shard_id=shard_id, shard_count=shard_count,
-        http_settings=hconfig.HTTPSettings(), proxy_settings=hconfig.ProxySettings(),
+        http_settings=http_settings or hconfig.HTTPSettings(),
+        proxy_settings=hconfig.ProxySettings(),
         event_manager=Manager(), event_factory=Anything(), token=TOKEN, url=url,
         compression=hikari.api.GatewayCompression.TRANSPORT_ZLIB_STREAM,
     )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 
 from .corpus import MIXES
 from .emulator import GatewayEmulator
@@ -34,10 +35,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--heartbeat-interval", type=float, default=41.25, help="seconds")
     p.add_argument("--split-frames", type=int, default=1, help="zlib frames per message")
     p.add_argument("--seed", type=int, default=0, help="traffic seed")
+    p.add_argument("--certfile", help="serve wss:// and https:// with this PEM certificate chain")
+    p.add_argument("--keyfile", help="the certificate's private key (default: in --certfile)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    context = None
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.certfile, args.keyfile)
+
     async def serve() -> None:
         emulator = GatewayEmulator(
             host=args.host,
@@ -55,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             heartbeat_interval=args.heartbeat_interval,
             split_frames=args.split_frames,
             seed=args.seed,
+            ssl=context,
         )
         async with emulator:
             print(f"gateway emulator listening on {emulator.url}", flush=True)

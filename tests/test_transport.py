@@ -1,0 +1,283 @@
+"""gateway.transport.Connection against a real websockets server on loopback, over ws:// and
+wss:// (our TLS layer), on asyncio's loop and on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Response
+
+from conftest import LOOPS
+from gateway.transport import HIGH_WATER, Connection, ConnectionGone
+
+pytestmark = pytest.mark.asyncio(loop_factories=LOOPS)
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+@pytest.fixture(params=["ws", "wss"])
+def scheme(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def server(
+    handler: Handler, scheme: str, certs: SimpleNamespace, **options: Any
+) -> AsyncIterator[str]:
+    """A websockets server on 127.0.0.1; yields its URL."""
+    tls = certs.server if scheme == "wss" else None
+    async with serve(
+        handler, "127.0.0.1", 0, ssl=tls, compression=None, max_size=None, ping_interval=None,
+        **options,
+    ) as srv:  # fmt: skip
+        port = next(iter(srv.sockets)).getsockname()[1]
+        yield f"{scheme}://127.0.0.1:{port}"
+
+
+class Client:
+    """A Connection plus a way to await conditions on it (on_data wakes the waiter)."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.conn: Connection | None = None
+
+    def on_data(self) -> None:
+        self.changed.set()
+
+    async def open(self, url: str, certs: SimpleNamespace, **kw: Any) -> Connection:
+        kw.setdefault("timeout", 10)
+        self.conn = await Connection.open(url, ssl=certs.client, on_data=self.on_data, **kw)
+        return self.conn
+
+    async def until(self, predicate: Callable[[], Any], timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def take(self) -> list[bytes]:
+        assert self.conn is not None
+        taken: list[bytes] = []
+        while self.conn.messages:
+            item = self.conn.messages.popleft()
+            assert isinstance(item, bytes), item
+            taken.append(item)
+        self.conn.consumed()
+        return taken
+
+
+async def test_messages_ping_and_the_servers_close(scheme: str, certs: SimpleNamespace) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("first")
+        await ws.send(b"\x00second")
+        await asyncio.wait_for(await ws.ping(b"p"), 5)  # our pong comes back
+        await ws.close(4000, "bye")
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        await client.until(lambda: conn.ended() is not None or len(conn.messages) >= 2)
+        assert client.take() == [b"first", b"\x00second"]
+        await client.until(conn.ended)
+    gone = conn.ended()
+    assert gone is not None and (gone.code, gone.reason) == (4000, "bye")
+    with pytest.raises(ConnectionGone):
+        conn.send("too late")
+
+
+async def test_send_and_our_close_handshake(scheme: str, certs: SimpleNamespace) -> None:
+    received: list[str | bytes] = []
+    closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.append(message)
+        closed.set_result(ws.close_code)
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        conn.send('{"op":1,"d":null}')
+        conn.send("é" * 3000)
+        async with asyncio.timeout(4):  # well under CLOSE_TIMEOUT: the server ended it
+            await conn.close(1000)
+        assert await asyncio.wait_for(closed, 5) == 1000
+    assert received == ['{"op":1,"d":null}', "é" * 3000]
+    assert conn.ended() is not None
+
+
+async def test_large_messages_arrive_whole_and_in_order(
+    scheme: str, certs: SimpleNamespace
+) -> None:
+    # Bigger than one TLS record, than the plaintext buffer and than one socket read.
+    sizes = [1, 16_000, 70_000, 1_000_000, 3]
+    sent = [bytes([n % 251]) * n for n in sizes]
+
+    async def handler(ws: ServerConnection) -> None:
+        for payload in sent:
+            await ws.send(payload)
+        await ws.wait_closed()
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        got: list[bytes] = []
+
+        def all_in() -> bool:
+            got.extend(client.take())
+            return len(got) == len(sent)
+
+        await client.until(all_in)
+        assert got == sent
+        await conn.close(1000)
+
+
+async def test_a_slow_reader_pauses_reading_then_resumes(
+    scheme: str, certs: SimpleNamespace
+) -> None:
+    total = HIGH_WATER * 2 + 500
+
+    async def handler(ws: ServerConnection) -> None:
+        for n in range(total):
+            await ws.send(str(n))
+        await ws.wait_closed()
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        transport = conn._transport
+        assert transport is not None
+        # Nobody takes messages: reading stops past the high-water mark.
+        await client.until(lambda: len(conn.messages) > HIGH_WATER)
+        assert not transport.is_reading()
+        got: list[bytes] = []
+
+        def all_in() -> bool:
+            got.extend(client.take())  # consumed(): reading resumes below the low mark
+            return len(got) >= total
+
+        await client.until(all_in)
+        assert got == [str(n).encode() for n in range(total)]
+        assert transport.is_reading()
+        await conn.close(1000)
+
+
+async def test_a_dropped_tcp_connection_ends_without_a_code(
+    scheme: str, certs: SimpleNamespace
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("hello")
+        ws.transport.abort()
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        await client.until(lambda: conn._lost.done())
+    assert client.take() == [b"hello"]
+    gone = conn.ended()
+    assert gone is not None and gone.code is None
+
+
+async def test_the_server_ending_tls_or_tcp_without_a_close_frame(
+    scheme: str, certs: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("last words")
+        ws.transport.close()  # wss: close_notify, then FIN; ws: FIN
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        await client.until(lambda: conn._lost.done())
+    assert client.take() == [b"last words"]
+    gone = conn.ended()
+    assert gone is not None and gone.code is None and gone.__cause__ is None
+    assert not [r for r in caplog.records if r.name.startswith("gateway")]
+
+
+async def test_a_refused_upgrade_is_an_invalid_handshake(
+    scheme: str, certs: SimpleNamespace
+) -> None:
+    def refuse(ws: ServerConnection, request: Any) -> Response:
+        return ws.respond(403, "no\n")
+
+    async def handler(ws: ServerConnection) -> None:
+        raise AssertionError("not reached")
+
+    async with server(handler, scheme, certs, process_request=refuse) as url:
+        async with asyncio.timeout(5):
+            with pytest.raises(websockets.InvalidHandshake, match="403"):
+                await Client().open(url, certs, timeout=30)
+
+
+# ---- exceptions inside the transport's callbacks reach the caller -------------------------
+
+
+async def idle(ws: ServerConnection) -> None:
+    await ws.wait_closed()
+
+
+async def test_an_error_in_connection_made_fails_open(
+    scheme: str, certs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Connection) -> None:
+        raise RuntimeError("broken request")
+
+    monkeypatch.setattr(Connection, "_send_request", broken)
+    async with server(idle, scheme, certs) as url:
+        async with asyncio.timeout(5):  # not the open timeout
+            with pytest.raises(RuntimeError, match="broken request"):
+                await Client().open(url, certs, timeout=30)
+
+
+async def test_an_error_in_data_received_during_the_handshake_fails_open(
+    scheme: str, certs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Connection, data: bytes) -> None:
+        raise RuntimeError("broken response parser")
+
+    monkeypatch.setattr(Connection, "_handshake_data", broken)
+    async with server(idle, scheme, certs) as url:
+        async with asyncio.timeout(5):
+            with pytest.raises(RuntimeError, match="broken response parser"):
+                await Client().open(url, certs, timeout=30)
+
+
+async def test_an_error_in_a_callback_once_open_ends_the_connection_with_it_as_cause(
+    scheme: str, certs: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("boom")
+        await ws.wait_closed()
+
+    class Failing(Client):
+        def on_data(self) -> None:
+            super().on_data()
+            raise ValueError("the consumer's callback failed")  # every time, even at the end
+
+    client = Failing()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        await client.until(lambda: conn._lost.done())
+    assert client.take() == [b"boom"]  # what arrived before the failure is kept
+    gone = conn.ended()
+    assert isinstance(gone, ConnectionGone) and isinstance(gone.__cause__, ValueError)
+    with pytest.raises(ConnectionGone) as raised:
+        conn.send("x")
+    assert isinstance(raised.value.__cause__, ValueError)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and all(r.name == "gateway.transport" and r.exc_info for r in errors)
+
+
+async def test_the_running_loop_is_the_one_asked_for(request: pytest.FixtureRequest) -> None:
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    assert loop == ("uvloop" if "uvloop" in request.node.callspec.id else "asyncio")
