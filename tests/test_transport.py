@@ -17,7 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Response
 
 from conftest import LOOPS
-from gateway.transport import HIGH_WATER, Connection, ConnectionGone
+from gateway.transport import Connection, ConnectionGone
 
 pytestmark = pytest.mark.asyncio(loop_factories=LOOPS)
 
@@ -71,7 +71,6 @@ class Client:
             item = self.conn.messages.popleft()
             assert isinstance(item, bytes), item
             taken.append(item)
-        self.conn.consumed()
         return taken
 
 
@@ -85,10 +84,10 @@ async def test_messages_ping_and_the_servers_close(scheme: str, certs: SimpleNam
     client = Client()
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
-        await client.until(lambda: conn.ended() is not None or len(conn.messages) >= 2)
+        await client.until(lambda: conn.gone is not None or len(conn.messages) >= 2)
         assert client.take() == [b"first", b"\x00second"]
-        await client.until(conn.ended)
-    gone = conn.ended()
+        await client.until(lambda: conn.gone)
+    gone = conn.gone
     assert gone is not None and (gone.code, gone.reason) == (4000, "bye")
     with pytest.raises(ConnectionGone):
         conn.send("too late")
@@ -112,7 +111,7 @@ async def test_send_and_our_close_handshake(scheme: str, certs: SimpleNamespace)
             await conn.close(1000)
         assert await asyncio.wait_for(closed, 5) == 1000
     assert received == ['{"op":1,"d":null}', "é" * 3000]
-    assert conn.ended() is not None
+    assert conn.gone is not None
 
 
 async def test_large_messages_arrive_whole_and_in_order(
@@ -141,14 +140,15 @@ async def test_large_messages_arrive_whole_and_in_order(
         await conn.close(1000)
 
 
-async def test_a_slow_reader_pauses_reading_then_resumes(
+async def test_pause_reading_stops_the_socket_and_resume_reads_on(
     scheme: str, certs: SimpleNamespace
 ) -> None:
-    total = HIGH_WATER * 2 + 500
+    """The shard pauses a connection whose consumer is behind (its byte high-water mark)."""
+    total = 5000
 
     async def handler(ws: ServerConnection) -> None:
         for n in range(total):
-            await ws.send(str(n))
+            await ws.send(str(n).rjust(2000))  # 10 MB in all: many socket reads
         await ws.wait_closed()
 
     client = Client()
@@ -156,18 +156,21 @@ async def test_a_slow_reader_pauses_reading_then_resumes(
         conn = await client.open(url, certs)
         transport = conn._transport
         assert transport is not None
-        # Nobody takes messages: reading stops past the high-water mark.
-        await client.until(lambda: len(conn.messages) > HIGH_WATER)
+        await client.until(lambda: conn.messages)
+        conn.pause_reading()
         assert not transport.is_reading()
-        got: list[bytes] = []
+        got = client.take()
+        await asyncio.sleep(0.2)  # a paused connection reads nothing more
+        assert len(got) + len(conn.messages) < total
+        conn.resume_reading()
+        assert transport.is_reading()
 
         def all_in() -> bool:
-            got.extend(client.take())  # consumed(): reading resumes below the low mark
+            got.extend(client.take())
             return len(got) >= total
 
         await client.until(all_in)
-        assert got == [str(n).encode() for n in range(total)]
-        assert transport.is_reading()
+        assert got == [str(n).rjust(2000).encode() for n in range(total)]
         await conn.close(1000)
 
 
@@ -183,7 +186,7 @@ async def test_a_dropped_tcp_connection_ends_without_a_code(
         conn = await client.open(url, certs)
         await client.until(lambda: conn._lost.done())
     assert client.take() == [b"hello"]
-    gone = conn.ended()
+    gone = conn.gone
     assert gone is not None and gone.code is None
 
 
@@ -199,7 +202,7 @@ async def test_the_server_ending_tls_or_tcp_without_a_close_frame(
         conn = await client.open(url, certs)
         await client.until(lambda: conn._lost.done())
     assert client.take() == [b"last words"]
-    gone = conn.ended()
+    gone = conn.gone
     assert gone is not None and gone.code is None and gone.__cause__ is None
     assert not [r for r in caplog.records if r.name.startswith("gateway")]
 
@@ -269,7 +272,7 @@ async def test_an_error_in_a_callback_once_open_ends_the_connection_with_it_as_c
         conn = await client.open(url, certs)
         await client.until(lambda: conn._lost.done())
     assert client.take() == [b"boom"]  # what arrived before the failure is kept
-    gone = conn.ended()
+    gone = conn.gone
     assert isinstance(gone, ConnectionGone) and isinstance(gone.__cause__, ValueError)
     with pytest.raises(ConnectionGone) as raised:
         conn.send("x")
