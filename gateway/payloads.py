@@ -60,6 +60,8 @@ __all__ = [
     "ReadyApplication",
     "Ready",
     "Resumed",
+    "RateLimitMeta",
+    "RateLimited",
     "AvailableGuildCreate",
     "GuildCreate",
     "GuildUpdate",
@@ -594,6 +596,21 @@ class Ready(TypedDict):
     _trace: NotRequired[list[str]]
 
 
+class RateLimitMeta(TypedDict):
+    """RATE_LIMITED's ``meta`` for op 8 (Request Guild Members), the only limited command."""
+
+    guild_id: Snowflake
+    nonce: NotRequired[str]
+
+
+class RateLimited(TypedDict):
+    """RATE_LIMITED: a command (``opcode``) was not served; retry after ``retry_after`` s."""
+
+    opcode: int
+    retry_after: float
+    meta: RateLimitMeta
+
+
 class Resumed(TypedDict):
     """RESUMED: nothing documented (real traffic carries ``_trace``)."""
 
@@ -867,6 +884,7 @@ PAYLOAD_TYPES: dict[EventType, Any] = {
     _E.GATEWAY_CLOSE: CloseFrame | None,
     _E.READY: Ready,
     _E.RESUMED: Resumed,
+    _E.RATE_LIMITED: RateLimited,
     _E.GUILD_CREATE: GuildCreate,
     _E.GUILD_UPDATE: GuildUpdate,
     _E.GUILD_DELETE: GuildDelete,
@@ -895,7 +913,6 @@ PAYLOAD_TYPES: dict[EventType, Any] = {
 # The event types without a payload type above (their data is Any), and None: an event name
 # this library does not know. Kept in step with EventType by tests/test_payloads.py.
 _Other = Literal[
-    _E.RATE_LIMITED,
     _E.APPLICATION_COMMAND_PERMISSIONS_UPDATE,
     _E.AUTO_MODERATION_RULE_CREATE,
     _E.AUTO_MODERATION_RULE_UPDATE,
@@ -964,6 +981,7 @@ AnyEvent = (
     | TypedEvent[Literal[_E.GATEWAY_CLOSE], CloseFrame | None]
     | TypedEvent[Literal[_E.READY], Ready]
     | TypedEvent[Literal[_E.RESUMED], Resumed]
+    | TypedEvent[Literal[_E.RATE_LIMITED], RateLimited]
     | TypedEvent[Literal[_E.GUILD_CREATE], GuildCreate]
     | TypedEvent[Literal[_E.GUILD_UPDATE], GuildUpdate]
     | TypedEvent[Literal[_E.GUILD_DELETE], GuildDelete]

@@ -66,7 +66,7 @@ def _received(name: str) -> dict[str, Any] | None:
     return payload
 
 
-# The shipped dispatches whose type has a payload type (RATE_LIMITED has none yet).
+# The shipped dispatches whose type has a payload type.
 DISPATCHES = [
     n for n in payload_names() if (p := _received(n)) and EventType(p["t"]) in PAYLOAD_TYPES
 ]
