@@ -140,7 +140,7 @@ def test_the_pytest_example_passes() -> None:
     assert "3 passed" in done.stdout
 
 
-# ---- typed payloads: mypy --strict over the examples ---------------------------------------------
+# ---- typed payloads: mypy --strict over the examples ---------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +180,14 @@ def test_mypy_rejects_a_misspelled_key(mypy_output: str) -> None:
     assert errors, "mypy accepted event.data['contnet']"
     assert all("misspelled_one_shard.py" in line for line in errors), mypy_output
     assert all('TypedDict "MessageCreate" has no key "contnet"' in e for e in errors), errors
+
+
+# ---- the examples are where readers look for them ----------------------------------------
+
+
+def test_the_readme_and_the_docs_show_every_example() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    docs = "".join(p.read_text() for p in (EXAMPLES.parent / "docs").rglob("*.md"))
+    for name in [*SCRIPTS, "test_your_bot.py"]:
+        assert f"`{name}`" in readme, f"README.md does not list {name}"
+        assert f"examples/{name}" in docs, f"no page of docs/ includes {name}"
