@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -38,12 +39,8 @@ def ok(name: str, *args: str) -> list[str]:
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {
-        name.removeprefix("test_").replace("_example", "") + ".py"
-        for name in globals()
-        if name.startswith("test_") and name.endswith("_example")
-    }
-    assert set(SCRIPTS) == tested
+    tested = {f"{m[1]}.py" for n in globals() if (m := re.fullmatch(r"test_(\w+)_example", n))}
+    assert set(SCRIPTS) <= tested
 
 
 def test_one_shard_example() -> None:
@@ -155,12 +152,14 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> str:
     ).replace("import asyncio\n", "import asyncio\nfrom typing import assert_type\n")
     (tmp / "checked_one_shard.py").write_text(checked)
     (tmp / "misspelled_one_shard.py").write_text(source.replace("['content']", "['contnet']"))
-    env, home = child_env(MYPYPATH=str(EXAMPLES))
+    # From the checkout (where `mypy --strict gateway` runs), not from site-packages.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
+    env["MYPYPATH"] = str(EXAMPLES)
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
          "--cache-dir", str(tmp / "cache"), *sorted(map(str, EXAMPLES.glob("*.py"))),
          str(tmp / "checked_one_shard.py"), str(tmp / "misspelled_one_shard.py")],
-        capture_output=True, text=True, env=env, cwd=home, timeout=300,
+        capture_output=True, text=True, env=env, cwd=EXAMPLES.parent, timeout=300,
     )  # fmt: skip
     return done.stdout + done.stderr
 
