@@ -130,3 +130,24 @@ def test_not_required_marks_survive_for_documented_optional_fields() -> None:
     hints = get_type_hints(PAYLOAD_TYPES[EventType.MESSAGE_CREATE], include_extras=True)
     assert get_origin(hints["guild_id"]) is NotRequired
     assert get_origin(hints["content"]) is not NotRequired
+
+
+def _member() -> dict[str, Any]:
+    member: dict[str, Any] = load_payload("guild_members_chunk")["d"]["members"][0]
+    return member
+
+
+@pytest.mark.parametrize(
+    ("event_type", "build"),
+    [
+        (EventType.GUILD_MEMBER_ADD, lambda: {**_member(), "guild_id": "1"}),
+        (EventType.GUILD_MEMBER_REMOVE, lambda: {"guild_id": "1", "user": _member()["user"]}),
+        (EventType.GUILD_MEMBER_UPDATE, lambda: {**_member(), "guild_id": "1"}),
+        (EventType.MESSAGE_UPDATE, lambda: load_payload("message_create")["d"]),
+        (EventType.MESSAGE_DELETE, lambda: {"id": "2", "channel_id": "3", "guild_id": "1"}),
+        (EventType.GUILD_DELETE, lambda: load_payload("guild_delete_unavailable")["d"]),
+    ],
+)
+def test_payloads_built_from_shipped_objects_fit(event_type: EventType, build: Any) -> None:
+    errors = check(build(), PAYLOAD_TYPES[event_type])
+    assert not errors, errors
