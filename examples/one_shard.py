@@ -30,8 +30,8 @@ async def main() -> None:
             if event.type is EventType.READY:
                 print(f"ready as {event.data['user']['username']}, shard {shard.id}")
             elif event.type is EventType.MESSAGE_CREATE:
-                print(f"#{event.data['channel_id']} {event.data['author']['username']}: "
-                      f"{event.data['content'][:40]}")  # fmt: skip
+                author, content = event.data["author"]["username"], event.data["content"]
+                print(f"{author}: {content[:40]}")
                 messages += 1
                 if t.enough(messages, 3):
                     break

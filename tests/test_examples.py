@@ -146,12 +146,12 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> str:
     pytest.importorskip("mypy")
     tmp = tmp_path_factory.mktemp("mypy")
     source = (EXAMPLES / "one_shard.py").read_text()
-    assert source.count("event.data['content']") == 1
+    assert source.count('event.data["content"]') == 1
     checked = source.replace(
-        "event.data['content']", "assert_type(event.data['content'], str)"
+        'event.data["content"]', 'assert_type(event.data["content"], str)'
     ).replace("import asyncio\n", "import asyncio\nfrom typing import assert_type\n")
     (tmp / "checked_one_shard.py").write_text(checked)
-    (tmp / "misspelled_one_shard.py").write_text(source.replace("['content']", "['contnet']"))
+    (tmp / "misspelled_one_shard.py").write_text(source.replace('["content"]', '["contnet"]'))
     # From the checkout (where `mypy --strict gateway` runs), not from site-packages.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
     env["MYPYPATH"] = str(EXAMPLES)
