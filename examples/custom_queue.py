@@ -41,8 +41,8 @@ class BucketQueue:
 
 async def main() -> None:
     # The emulator's window is shorter than Discord's 5 s, to keep the example quick.
-    async with target(shards=4, max_concurrency=2, identify_window=0.2) as t:
-        queue = BucketQueue(max_concurrency=2, interval=0.25 if t.emulator else 5.0)
+    async with target(shards=4, max_concurrency=2, identify_window=0.1) as t:
+        queue = BucketQueue(max_concurrency=2, interval=0.3 if t.emulator else 5.0)
 
         def configure(shard_id: ShardId) -> Config:
             return Config(t.token, Intents.GUILDS, queue=queue, gateway_url=t.gateway_url)

@@ -73,7 +73,7 @@ async def main() -> None:
         limit = (await get_gateway_bot(t.token, api_base_url=t.api_url)).session_start_limit
         queue = InMemoryQueue(
             limit.max_concurrency, limit.total, limit.remaining, limit.reset_after,
-            interval=0.2 if t.emulator else 5.0,  # the emulator's window is 0.1 s
+            interval=0.3 if t.emulator else 5.0,  # the emulator's window is 0.1 s
         )  # fmt: skip
         shards, stream = await start(t, queue)
         while True:
