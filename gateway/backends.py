@@ -2,16 +2,16 @@
 
 Environment variables override the defaults (see the README's backend table):
 
-=========================== ================================ ==========================
-variable                    values                           default
-=========================== ================================ ==========================
-``GATEWAY_ZLIB``            ``zlib``, ``isal``, ``zlib-ng``  fastest installed
-``GATEWAY_JSON``            ``json``, ``ujson``, ``orjson``  fastest installed
-``GATEWAY_TLS``             ``system``, ``certifi``,         ``system``
-                            ``truststore``
-``GATEWAY_NO_EXTENSIONS``   ``1``                            compiled speedups if built
-``GATEWAY_REQUIRE_EXTENSIONS`` ``1``                         a missing build is fine
-=========================== ================================ ==========================
+============================== ================================ ==========================
+variable                       values                           default
+============================== ================================ ==========================
+``GATEWAY_ZLIB``               ``zlib``, ``isal``, ``zlib-ng``  fastest installed
+``GATEWAY_JSON``               ``json``, ``ujson``, ``orjson``  fastest installed
+``GATEWAY_TLS``                ``system``, ``certifi``,         ``system``
+                               ``truststore``
+``GATEWAY_NO_EXTENSIONS``      ``1``                            compiled speedups if built
+``GATEWAY_REQUIRE_EXTENSIONS`` ``1``                            a missing build is fine
+============================== ================================ ==========================
 
 "Fastest" is the order measured by ``tools/bench_backends.py`` on gateway-sized messages
 (~1 KB zlib-stream chunks, 1-7 KB JSON payloads): zlib-ng before stdlib zlib before isal

@@ -1,6 +1,6 @@
 """Commands a shard sends (protocol.md 2.3), validated before they are queued.
 
-Each command is a frozen dataclass with ``OP`` and :meth:`payload`; invalid values raise
+Each command is a frozen dataclass with ``OP`` and :meth:`Command.payload`; invalid values raise
 ``ValueError`` at construction, so a bad command never reaches the socket.
 """
 

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Config", "DEFAULT_GATEWAY_URL", "Compression", "USER_AGENT", "normalize_token"]
 
+#: Discord's gateway (``create_recommended`` uses the URL ``/gateway/bot`` gives instead).
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg"
 API_VERSION = 10
 #: Sent on every connection and HTTP request, as Discord asks of bots.
 USER_AGENT = f"DiscordBot (https://github.com/gateway, {__version__}) gateway-python"
 
+#: Transport compression: ``"zlib-stream"``, ``"zstd-stream"`` or None.
 Compression = str | None
 
 
@@ -54,7 +56,7 @@ def normalize_token(token: object) -> str:
 class Config:
     """How a shard connects and identifies.
 
-    ``token`` may carry the ``Bot `` prefix (it is removed). ``event_types`` limits which
+    ``token`` may carry the ``Bot`` prefix (it is removed). ``event_types`` limits which
     events are fully decoded and returned by ``next_event``; the rest still advance the
     sequence. ``compression`` is ``"zlib-stream"`` (default), ``"zstd-stream"`` or None.
     ``session`` and ``resume_url`` resume a session from a previous process.
@@ -74,7 +76,7 @@ class Config:
       ``backoff_reset_after`` seconds of READY/RESUMED does not reset it.
     - ``loop_watchdog``: warn (once per stall, with the loop thread's stack) when the event
       loop has not run for this many seconds (10); None turns the watchdog off.
-    - ``session_store``: a :class:`~gateway.SessionStore` the shard loads its session from
+    - ``session_store``: a :class:`~gateway.session.SessionStore` the shard loads its session from
       (when ``session`` is None) and saves it to every ``session_save_interval`` seconds
       and on ``close(CloseFrame.RESUME)``.
     """

@@ -86,7 +86,7 @@ async def get_gateway_bot(
     ssl: ssl_module.SSLContext | None = None,
     timeout: float = 10.0,
 ) -> GatewayBot:
-    """Fetch ``/gateway/bot`` with ``token`` (the ``Bot `` prefix is optional).
+    """Fetch ``/gateway/bot`` with ``token`` (the ``Bot`` prefix is optional).
 
     Raises :class:`UnauthorizedError` on 401, :class:`HTTPError` on any other failure
     (status, network, malformed body). ``api_base_url`` points at another API (the emulator's

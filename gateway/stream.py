@@ -228,7 +228,7 @@ class ShardEventStream(_ShardStream[Event]):
     ``event`` is an :class:`Event`, or a :class:`ReceiveMessageError` delivered as a value:
     a non-fatal one (corrupt data; the shard reconnects) keeps the shard in the stream, a
     fatal close or ``shard.close()`` takes it out. The iteration ends when no shard is left
-    or after :meth:`aclose`. Shards take turns, so a busy shard cannot starve a quiet one.
+    or after ``aclose()``. Shards take turns, so a busy shard cannot starve a quiet one.
     Each shard keeps its session alive by itself while the reader is busy, holding up to
     ``Config.read_high_water`` bytes before it stops reading its socket.
     """

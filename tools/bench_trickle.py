@@ -80,8 +80,8 @@ async def ours(shards: int, url: str, seconds: float) -> dict[str, Any]:
     base = rss()
     intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_PRESENCES
     queue = InMemoryQueue(0)
-    group = create_range(range(shards), shards,
-                         lambda sid: Config(TOKEN, intents, gateway_url=url, queue=queue))  # fmt: skip
+    config = Config(TOKEN, intents, gateway_url=url, queue=queue)
+    group = create_range(range(shards), shards, lambda sid: config)
     window = Window()
 
     async def read() -> None:
@@ -104,8 +104,8 @@ async def floor(shards: int, url: str, seconds: float) -> dict[str, Any]:
     base = rss()
     window = Window()
     loads = codec.loads
-    identify = {"op": 2, "d": {"token": TOKEN, "intents": 1 | 512 | 256,
-                               "properties": {"os": "linux", "browser": "b", "device": "d"}}}  # fmt: skip
+    properties = {"os": "linux", "browser": "b", "device": "d"}
+    identify = {"op": 2, "d": {"token": TOKEN, "intents": 1 | 512 | 256, "properties": properties}}
 
     async def one(number: int) -> Connection:
         inflate = zlib.decompressobj().decompress
@@ -124,6 +124,7 @@ async def floor(shards: int, url: str, seconds: float) -> dict[str, Any]:
 
         conn = await Connection.open(url + "/?v=10&encoding=json&compress=zlib-stream",
                                      ssl=None, timeout=30, on_data=on_data)  # fmt: skip
+        on_data()  # HELLO may have come with the handshake
         return conn
 
     conns = await asyncio.gather(*(one(n) for n in range(shards)))

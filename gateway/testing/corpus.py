@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-__all__ = ["CorpusEvent", "Corpus", "load_payload", "UNKNOWN_EVENT_NAMES"]
+__all__ = ["CorpusEvent", "Corpus", "load_payload", "MIXES", "UNKNOWN_EVENT_NAMES"]
 
 #: Event names the real gateway sends but the bot docs do not list.
 UNKNOWN_EVENT_NAMES = ("GUILD_APPLICATION_COMMAND_INDEX_UPDATE", "GUILD_JOIN_REQUEST_UPDATE")
