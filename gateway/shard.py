@@ -256,7 +256,7 @@ class Shard:
         """The shard's life: connect, wait for the connection to end, reconnect."""
         loop = asyncio.get_running_loop()
         await self._load_session()
-        while True:
+        while self.state not in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
             try:
                 if not await self._connect(loop):
                     continue
@@ -290,6 +290,9 @@ class Shard:
         except _CONNECT_ERRORS as exc:
             log.warning("shard %s: connecting failed: %s", self._id, exc)
             p.connect_failed()
+            return False
+        if self.state is ShardState.CLOSED:  # close() raced the connect (wait_for can
+            conn.abort()  # swallow a cancellation that arrives as the connect completes)
             return False
         self._conn = conn
         self._inflater = compression_module.create(

@@ -54,13 +54,20 @@ class LoopWatchdog:
     def stop(self) -> None:
         """Stop watching (the loop closed, or no shard is left)."""
         self._stop.set()
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        _WATCHDOGS.pop(self._loop, None)
+        handle, self._handle = self._handle, None
+        if handle is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(handle.cancel)
+        if _WATCHDOGS.get(self._loop) is self:
+            _WATCHDOGS.pop(self._loop, None)
 
     def _watch(self) -> None:
         while not self._stop.wait(TICK / 2):
+            if self._loop.is_closed():
+                self.stop()
+                return
+            if not self._loop.is_running():  # stopped between runs: not blocked
+                self._last = time.monotonic()
+                continue
             stalled = time.monotonic() - self._last
             if stalled < self.threshold:
                 self._warned = False

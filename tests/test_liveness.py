@@ -403,3 +403,31 @@ async def test_blocked_loop_is_reported_once_with_the_stack(
         assert "test_blocked_loop_is_reported_once_with_the_stack" in text
         assert TOKEN not in text
         await shard.close()
+
+
+async def test_an_oversized_message_is_a_typed_error_and_a_reconnect() -> None:
+    async with GatewayEmulator(heartbeat_interval=5.0, guilds=1, split_frames=1) as emu:
+        shard = shard_for(emu, max_message_size=16 * 1024, compression=None)
+        await take_until(shard, EventType.GUILD_CREATE)
+        guild = str(emu.guild_ids[0])
+        await emu.dispatch("MESSAGE_CREATE", {"guild_id": guild, "nonce": "x" * 20_000})
+        with pytest.raises(ReceiveMessageError) as info:
+            await take_until(shard, EventType.RESUMED)
+        assert info.value.kind is ReceiveMessageErrorKind.DESERIALIZING
+        assert "1009" in str(info.value) or "too big" in str(info.value).lower()
+        await emu.wait_for(lambda: len(emu.connections) >= 2)  # it reconnects
+        await shard.close()
+
+
+def test_the_watchdog_stops_with_its_loop(caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.watchdog import LoopWatchdog
+
+    caplog.set_level(logging.WARNING, logger="gateway.watchdog")
+    loop = asyncio.new_event_loop()
+    dog = LoopWatchdog(loop, 0.2)
+    dog.shards.add(Shard(ShardId.ONE, TOKEN, INTENTS))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()  # a closed (or merely idle) loop is not a blocked one
+    time.sleep(0.8)
+    assert not dog._thread.is_alive()
+    assert not [r for r in caplog.records if r.name == "gateway.watchdog"]
