@@ -356,6 +356,9 @@ class Shard:
 
     def _on_data(self) -> None:
         """The connection received messages or ended (a transport callback)."""
+        conn = self._conn
+        if conn is not None and conn.closed:
+            self._resolve_ended()  # the driver delivers what is left, then reconnects
         waiter = self._waiter
         if waiter is not None:
             if not waiter.done():
@@ -414,7 +417,7 @@ class Shard:
             return
         if p.wants_write:
             self._flush(conn, now)
-        if p.close_request is not None or conn.gone is not None:
+        if p.close_request is not None or conn.closed:
             self._resolve_ended()
             return
         if self._identify_task is None and p.wants_identify(now):
@@ -650,7 +653,13 @@ class Shard:
         budget = limit
         while budget > 0 and p.close_request is None:
             if count and self._held >= high_water:
-                break  # the consumer is behind: hold no more until it catches up
+                # The consumer is behind: hold no more until it catches up (this may be a
+                # new connection after a reconnect: pause it too).
+                if not self._paused:
+                    self._paused = True
+                    conn.pause_reading()
+                    p.reading_paused(now)
+                break
             start = len(ready)
             taken, seq = drain(frames, payloads, ready, min(budget, BATCH), self._inflater)
             p.record_sequence(seq)

@@ -429,6 +429,11 @@ class Connection(asyncio.Protocol):
                 self._transport.resume_reading()
 
     @property
+    def closed(self) -> bool:
+        """Whether a close frame arrived or TCP is gone (a cheap check for every callback)."""
+        return self._close_code is not None or self._lost.done()
+
+    @property
     def gone(self) -> ConnectionGone | None:
         """How the connection ended (a close frame arrived or TCP is gone), even while
         messages are still waiting in :attr:`messages`; None while it is open.

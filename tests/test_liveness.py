@@ -431,3 +431,20 @@ def test_the_watchdog_stops_with_its_loop(caplog: pytest.LogCaptureFixture) -> N
     time.sleep(0.8)
     assert not dog._thread.is_alive()
     assert not [r for r in caplog.records if r.name == "gateway.watchdog"]
+
+
+@pytest.mark.parametrize("waiting", [True, False], ids=["consumer-waiting", "consumer-away"])
+async def test_a_tcp_drop_is_noticed_at_once_not_at_the_next_heartbeat(waiting: bool) -> None:
+    async with GatewayEmulator(heartbeat_interval=30.0, guilds=0) as emu:
+        shard = shard_for(emu, rng=lambda: 0.99)  # no heartbeat for ~30 s
+        await take_until(shard, EventType.READY)
+        reader = asyncio.create_task(take_until(shard, EventType.RESUMED, timeout=5))
+        if not waiting:
+            reader.cancel()
+        await asyncio.sleep(0)
+        emu.live_connections()[0].drop()
+        await emu.wait_for(lambda: emu.resumes, timeout=3)  # reconnected and resumed
+        if waiting:
+            seen = await reader
+            assert EventType.GATEWAY_CLOSE in [e.type for e in seen]
+        await shard.close()
