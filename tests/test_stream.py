@@ -183,3 +183,37 @@ async def test_a_bug_in_one_shard_is_raised_not_swallowed() -> None:
 def test_an_empty_stream_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one shard"):
         ShardEventStream([])
+
+
+async def test_500_shards_under_trickle_load_deliver_every_event_once_in_order() -> None:
+    """500 shards, each receiving ~10 events/s, through one ShardEventStream: every event
+    of every shard arrives exactly once, in order per shard."""
+    shards_n, per_session = 500, 20
+    async with GatewayEmulator(shards=shards_n, guilds=2 * shards_n, max_concurrency=shards_n,
+                               identify_window=0, events_per_second=10,
+                               total_events=per_session, heartbeat_interval=30) as emu:  # fmt: skip
+        intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_MESSAGE_TYPING
+        config = Config(TOKEN, intents, gateway_url=emu.url, queue=NO_WAIT)
+        shards = create_range(range(shards_n), shards_n, lambda sid: config)
+        seen: dict[int, list[int]] = defaultdict(list)
+
+        def finished() -> bool:
+            sessions = {s.shard[0]: s for s in emu.sessions.values()}
+            return len(sessions) == shards_n and all(
+                (s.seq >= per_session or not s.guilds) and seen[n] and seen[n][-1] == s.seq
+                for n, s in sessions.items()
+            )
+
+        async with asyncio.timeout(60):
+            async for shard, item in ShardEventStream(shards):
+                assert isinstance(item, Event), item
+                if item.sequence is not None:
+                    seen[shard.id.number].append(item.sequence)
+                    if item.sequence == per_session and finished():
+                        break
+        traffic = sum(len(seqs) > 2 for seqs in seen.values())
+        assert traffic > shards_n * 0.8  # most shards had guilds, so traffic
+        for number, seqs in seen.items():
+            assert seqs == list(range(1, len(seqs) + 1)), number
+        assert not emu.violations
+        await asyncio.gather(*(s.close() for s in shards))
