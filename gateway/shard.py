@@ -248,7 +248,10 @@ class Shard:
             conn.abort()
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
-        await self._store_final(session if session is not None else None, frame.ends_session)
+        if self._save_task is not None:  # a cadence save must not land after the final one
+            self._save_task.cancel()
+            await asyncio.gather(self._save_task, return_exceptions=True)
+        await self._store_final(session, frame.ends_session)
         self._wake()
         return session
 
