@@ -113,7 +113,8 @@ async def floor(shards: int, url: str, seconds: float) -> dict[str, Any]:
         payload = dict(identify, d={**identify["d"], "shard": [number, shards]})
 
         def on_data() -> None:
-            assert conn is not None
+            if conn is None:
+                return  # during the handshake: open() returns, then one() calls us
             messages = conn.messages
             while messages:
                 body = loads(inflate(messages.popleft()))
