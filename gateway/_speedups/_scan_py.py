@@ -41,11 +41,12 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
     fast = _DISCORD.match(data)
     if fast is not None:
         t, s, o = fast.groups()
-        return (
-            _int(o, fast.start(3)),
-            None if s is None else _int(s, fast.start(2)),
-            None if t is None else t.decode(),
-        )
+        try:
+            return int(o), None if s is None else int(s), None if t is None else t.decode()
+        except ValueError:  # past the digit limit: the ScanError the compiled twin raises
+            _int(o, fast.start(3))
+            _int(s, fast.start(2))
+            raise
     op, seq, name = _walk(data)
     return (
         None if op is None else _int(*op),
