@@ -3,19 +3,30 @@
 # twin tests and a short fuzz under them. Prints the number of sanitizer reports; exits 1
 # on any report, a test failure or a divergence.
 #
-#   bash tools/sanitize.sh                 # twin tests + 60 s atheris fuzz + 60,000 random
+#   bash tools/sanitize.sh                 # twin tests + 60,000 random + 60 s atheris fuzz
 #   FUZZ_SECONDS=300 FUZZ_INPUTS=0 bash tools/sanitize.sh
+#   CC=gcc bash tools/sanitize.sh          # force gcc (the default is clang when installed)
 #
-# Needs gcc (libasan, libubsan) and the dev extra (pytest, hypothesis, Cython, atheris).
-# The sanitized build goes to build/sanitize/ (a copy of gateway/), never the source tree.
-# CPython itself is not instrumented: PYTHONMALLOC=malloc sends every Python allocation
-# (bytes, bytearray buffers) through the sanitizer's malloc, so a read of a freed or
-# reallocated buffer is caught; leak checking is off (the interpreter keeps memory at exit).
+# With clang (apt-get install clang), the extensions are also built with
+# -fsanitize=fuzzer-no-link and libFuzzer is preloaded, so atheris is guided by the
+# coverage of the compiled code itself, not only of the pure twins. With gcc, the same
+# sanitizers without that native coverage.
+#
+# Needs the dev extra (pytest, hypothesis, Cython, atheris). The sanitized build goes to
+# build/sanitize/ (a copy of gateway/ and tests/), never the source tree. CPython is not
+# instrumented: PYTHONMALLOC=malloc sends every Python allocation (bytes, bytearray
+# buffers) through the sanitizer's malloc, so a read of a freed or reallocated buffer is
+# caught; leak checking is off (the interpreter keeps memory at exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python}
-CC=${CC:-gcc}
+if [ -z "${CC:-}" ]; then
+    CC=gcc
+    for candidate in clang clang-19 clang-18 clang-17 clang-16 clang-15 clang-14; do
+        if command -v "$candidate" >/dev/null; then CC=$candidate; break; fi
+    done
+fi
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_INPUTS=${FUZZ_INPUTS:-60000}
 OUT=build/sanitize
@@ -26,20 +37,33 @@ mkdir -p "$OUT" "$LOGS"
 cp -r gateway tests setup.py pyproject.toml README.md "$OUT"/
 find "$OUT/gateway" \( -name '*.so' -o -name '*.c' -o -name __pycache__ \) -prune -exec rm -rf {} +
 
-echo "== build with -fsanitize=address,undefined ($CC)"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
-(cd "$OUT" && CC="$CC" CFLAGS="$SAN" LDFLAGS="$SAN" GATEWAY_REQUIRE_EXTENSIONS=1 \
-    "$PYTHON" setup.py -q build_ext --inplace >build.log 2>&1) || {
+ASAN_EXTRA=""
+if "$CC" --version | grep -q clang; then
+    SAN="${SAN/undefined/undefined,fuzzer-no-link} -shared-libsan"
+    # libFuzzer as a shared library: atheris then uses it ("preloaded libfuzzer") and the
+    # extensions' coverage counters register with it. It must come before the ASan
+    # runtime, whose weak coverage callbacks would otherwise win.
+    FUZZER_A=$("$CC" -print-file-name=libclang_rt.fuzzer_no_main-x86_64.a)
+    "$CC" -shared -o "$OUT/libfuzzer.so" -Wl,--whole-archive "$FUZZER_A" \
+        -Wl,--no-whole-archive -lstdc++ -lpthread
+    RUNTIMES="$PWD/$OUT/libfuzzer.so:$("$CC" -print-file-name=libclang_rt.asan-x86_64.so)"
+    ASAN_EXTRA=":verify_asan_link_order=0"
+else
+    RUNTIMES="$("$CC" -print-file-name=libasan.so):$("$CC" -print-file-name=libubsan.so)"
+fi
+
+echo "== build with $SAN ($CC)"
+(cd "$OUT" && CC="$CC" LDSHARED="$CC -shared" CFLAGS="$SAN" LDFLAGS="$SAN" \
+    GATEWAY_REQUIRE_EXTENSIONS=1 "$PYTHON" setup.py -q build_ext --inplace >build.log 2>&1) || {
     tail -30 "$OUT/build.log"
     exit 1
 }
 
-LIBASAN=$("$CC" -print-file-name=libasan.so)
-LIBUBSAN=$("$CC" -print-file-name=libubsan.so)
 # The sanitizer runtimes must come first in the process (python is not linked to them).
-export LD_PRELOAD="$LIBASAN:$LIBUBSAN"
+export LD_PRELOAD="$RUNTIMES"
 export PYTHONMALLOC=malloc
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:log_path=$PWD/$LOGS/asan"
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:log_path=$PWD/$LOGS/asan$ASAN_EXTRA"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$PWD/$LOGS/ubsan"
 export PYTHONPATH="$PWD/$OUT"
 export GATEWAY_REQUIRE_EXTENSIONS=1
