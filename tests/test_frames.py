@@ -176,9 +176,10 @@ def test_an_exception_from_the_sink_ends_reading(speedups: SimpleNamespace) -> N
     with pytest.raises(RuntimeError, match="called from its own sink"):
         reader.feed(frame(b"one", 1) + frame(b"two", 1))
     assert sink.got == [b"one"]
-    with pytest.raises(RuntimeError, match="stopped"):
+    with pytest.raises(RuntimeError, match="stopped") as stopped:
         reader.feed(frame(b"three", 1))
     assert sink.got == [b"one"]
+    assert "called from its own sink" in str(stopped.value.__cause__)
 
 
 class Inflater:

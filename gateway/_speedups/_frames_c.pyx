@@ -67,7 +67,9 @@ cdef class FrameReader:
         if self._feeding:
             raise RuntimeError("FrameReader.feed() called from its own sink or inflater")
         if self._failure is not None:
-            raise RuntimeError("FrameReader stopped: its sink or inflater raised")
+            raise RuntimeError("FrameReader stopped: its sink or inflater raised") from (
+                self._failure
+            )
         if self.error is not None or self.closed:
             return out
         buffered = len(self._buf) > 0
