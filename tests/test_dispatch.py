@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import EventType, EventTypeFlags, backends, codec
-from gateway._speedups import FrameError, ScanError, twins
+from gateway._speedups import CompressionError, FrameError, ScanError, twins
 from gateway.events import Event
 from gateway.protocol import _dispatch_table
 
@@ -166,3 +166,153 @@ def test_event_twins_agree(payloads: list[bytes]) -> None:
             except (ValueError, ScanError):
                 results.append("ValueError")
         assert all(result == results[0] for result in results)
+
+
+# ---- hostile input and callers (issue #13) -------------------------------------------------
+
+NINES = b"9" * 5000  # past int()'s default limit of 4300 digits
+
+
+@pytest.mark.parametrize(
+    "huge",
+    [
+        b'{"t":"MESSAGE_CREATE","s":' + NINES + b',"op":0,"d":{}}',
+        b'{"t":"MESSAGE_CREATE","s":1,"op":' + NINES + b',"d":{}}',
+        b'{"op":0,"t":"MESSAGE\\u005fCREATE","s":' + NINES + b"}",
+    ],
+)
+@pytest.mark.parametrize("held", [False, True])
+def test_a_huge_number_stops_the_drain_and_loses_nothing(
+    speedups: SimpleNamespace, huge: bytes, held: bool
+) -> None:
+    # The compiled drain raised ValueError after queueing the payload and dropping it from
+    # payloads, losing (count, last) too.
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    first, after = dispatch("MESSAGE_CREATE", 1), dispatch("MESSAGE_CREATE", 3)
+    frames = deque([first, after] if held else [first, huge, after])
+    payloads = deque([huge] if held else [])
+    ready: deque[Any] = deque()
+    if held:  # a payload already waiting comes first
+        assert dispatcher.drain(frames, payloads, ready, 64) == (0, None)
+        assert list(ready) == [] and list(payloads) == [huge]
+        return
+    assert dispatcher.drain(frames, payloads, ready, 64) == (1, 1)
+    assert list(ready) == [first] and list(payloads) == [huge] and list(frames) == [after]
+    with pytest.raises(ScanError, match="integer too long"):  # what receive() then meets
+        speedups.scan(payloads[0])
+
+
+class Inflater:
+    def __init__(self, result: Any, dispatcher: Any = None) -> None:
+        self.result = result
+        self.dispatcher = dispatcher
+
+    def feed(self, frame: bytes) -> Any:
+        if self.dispatcher is not None:
+            self.dispatcher.drain(deque(), deque(), deque(), 1)
+        return self.result(frame)
+
+
+@pytest.mark.parametrize("result", [bytearray, memoryview, lambda f: memoryview(bytearray(f))])
+def test_bytes_like_inflater_output(speedups: SimpleNamespace, result: Any) -> None:
+    # The compiled _take cast it with <bytes> unchecked and read the object's header.
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    frames = deque([dispatch("MESSAGE_CREATE", 1), dispatch("PRESENCE_UPDATE", 2)])
+    payloads: deque[Any] = deque()
+    ready: deque[Any] = deque()
+    assert dispatcher.drain(frames, payloads, ready, 64, Inflater(result)) == (2, 2)
+    assert list(ready) == [dispatch("MESSAGE_CREATE", 1), (dispatch("PRESENCE_UPDATE", 2), None)]
+    assert type(ready[0]) is bytes and type(ready[1][0]) is bytes
+
+
+@pytest.mark.parametrize("result", [5, "text", [b"x"]])
+def test_inflater_output_that_is_not_bytes_like(speedups: SimpleNamespace, result: Any) -> None:
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    good = dispatch("MESSAGE_CREATE", 1)
+    frames = deque([good, b"bad", good])
+    payloads: deque[Any] = deque()
+    ready: deque[Any] = deque()
+    inflater = Inflater(lambda f: f if f == good else result)
+    assert dispatcher.drain(frames, payloads, ready, 64, inflater) == (1, 1)
+    assert list(ready) == [good] and list(frames) == [good]
+    assert len(payloads) == 1 and isinstance(payloads[0], CompressionError)
+
+
+def test_drain_from_its_own_inflater_is_refused(speedups: SimpleNamespace) -> None:
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    inflater = Inflater(bytes, dispatcher)
+    with pytest.raises(RuntimeError, match="called from its own inflater"):
+        dispatcher.drain(deque([b"{}"]), deque(), deque(), 1, inflater)
+    inflater.dispatcher = None  # not stuck: the next drain works
+    assert dispatcher.drain(deque([dispatch("MESSAGE_CREATE", 4)]), deque(), deque(), 1,
+                            inflater) == (1, 4)  # fmt: skip
+
+
+def test_the_table_is_copied(speedups: SimpleNamespace) -> None:
+    # The compiled twin cached the last name's entry, so a later change was half seen.
+    table = dict(TABLE)
+    dispatcher = speedups.Dispatcher(table, codec.fast_loads, Event)
+    payload = dispatch("MESSAGE_CREATE", 1)
+    ready: deque[Any] = deque()
+    assert dispatcher.drain(deque([payload]), deque(), ready, 1) == (1, 1)
+    del table["MESSAGE_CREATE"]
+    table["TYPING_START"] = None
+    assert dispatcher.drain(deque([payload]), deque(), ready, 1) == (1, 1)
+    assert list(ready) == [payload, payload]
+    assert dispatcher.event(dispatch("TYPING_START", 2)).type is EventType.TYPING_START
+    view = dispatcher.table
+    assert view == TABLE and view["MESSAGE_CREATE"] is EventType.MESSAGE_CREATE
+    with pytest.raises(TypeError):
+        view["X"] = None  # type: ignore[index]
+
+
+def test_any_mapping_is_a_table(speedups: SimpleNamespace) -> None:
+    # A MappingProxyType matched nothing in the compiled twin.
+    dispatcher = speedups.Dispatcher(MappingProxyType(TABLE), codec.fast_loads, Event)
+    ready: deque[Any] = deque()
+    assert dispatcher.drain(deque([dispatch("MESSAGE_CREATE", 1)]), deque(), ready, 1) == (1, 1)
+    assert dispatcher.event(ready[0]).type is EventType.MESSAGE_CREATE
+
+
+@pytest.mark.parametrize("table", [None, ["MESSAGE_CREATE"], {1: None}, {b"READY": None}])
+def test_what_is_not_a_table(speedups: SimpleNamespace, table: Any) -> None:
+    # table=None stopped every drain silently in the compiled twin.
+    with pytest.raises(TypeError, match="table"):
+        speedups.Dispatcher(table, codec.fast_loads, Event)
+
+
+def test_tables_alike_share_one_copy(speedups: SimpleNamespace) -> None:
+    # One copy per shard would cost ~4 KiB of each idle shard.
+    a = speedups.Dispatcher(dict(TABLE), codec.fast_loads, Event)
+    b = speedups.Dispatcher(dict(TABLE), codec.fast_loads, Event)
+    c = speedups.Dispatcher({"A": 1}, codec.fast_loads, Event)
+    d = speedups.Dispatcher({"A": True}, codec.fast_loads, Event)  # equal, not the same
+    assert a.table == b.table and a.table.copy() is not TABLE
+    assert type(c.table["A"]) is int and d.table["A"] is True
+
+
+@pytest.mark.parametrize("limit", [2**63, 2**64, 2**100])
+def test_any_limit(speedups: SimpleNamespace, limit: int) -> None:
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    frames = deque([dispatch("MESSAGE_CREATE", n) for n in range(1, 4)])
+    assert dispatcher.drain(frames, deque(), deque(), limit) == (3, 3)
+    assert dispatcher.drain(deque([dispatch("MESSAGE_CREATE", 1)]), deque(), deque(), -limit) == (
+        0,
+        None,
+    )
+
+
+def test_drain_argument_types(speedups: SimpleNamespace) -> None:
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    with pytest.raises(TypeError, match="limit must be an int"):
+        dispatcher.drain(deque(), deque(), deque(), 2.5)
+    with pytest.raises(TypeError, match="deque"):
+        dispatcher.drain([], deque(), deque(), 1)
+    with pytest.raises(TypeError, match="deque"):
+        dispatcher.drain(deque(), deque(), [], 1)
+
+
+@pytest.mark.parametrize("payload", [bytearray(b"{}"), memoryview(b"{}"), "{}", None])
+def test_event_takes_bytes_only(speedups: SimpleNamespace, payload: Any) -> None:
+    with pytest.raises(TypeError, match="payload must be bytes"):
+        speedups.Dispatcher(TABLE, codec.fast_loads, Event).event(payload)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway._speedups import FrameError, twins
+from gateway._speedups import CompressionError, FrameError, twins
 
 
 def frame(payload: bytes, opcode: int, fin: bool = True, rsv: int = 0, mask: bool = False) -> bytes:
@@ -132,3 +132,159 @@ def test_garbage_gives_identical_results(data: bytes, cuts: list[int]) -> None:
 
 def test_both_twins_are_tested(speedups: SimpleNamespace) -> None:
     assert speedups.FrameReader(0).feed(frame(b"{}", 1)) == [(1, b"{}")]
+
+
+# ---- hostile callers: re-entrant sinks, custom inflaters, argument types (issue #13) --------
+
+
+class ReenteringSink:
+    """A sink whose first append feeds the reader a large frame (which would grow its buffer)."""
+
+    def __init__(self, swallow: bool) -> None:
+        self.reader: object = None
+        self.got: list[bytes] = []
+        self.errors: list[BaseException] = []
+        self.swallow = swallow
+
+    def append(self, payload: bytes) -> None:
+        self.got.append(payload)
+        if len(self.got) == 1:
+            try:
+                self.reader.feed(frame(b"Z" * 60000, 2))  # type: ignore[attr-defined]
+            except RuntimeError as exc:
+                self.errors.append(exc)
+                if not self.swallow:
+                    raise
+
+
+def test_feed_from_its_own_sink_is_refused(speedups: SimpleNamespace) -> None:
+    # The compiled reader parsed through a pointer into its buffer while the sink ran; a
+    # nested feed reallocated the buffer (use-after-free) and messages came out twice.
+    sink = ReenteringSink(swallow=True)
+    reader = sink.reader = speedups.FrameReader(0, None, sink)
+    assert reader.feed(b"\x81\x05hel") == []
+    assert reader.feed(b"lo\x81\x05world\x81\x05again") == []
+    assert sink.got == [b"hello", b"world", b"again"]
+    assert len(sink.errors) == 1 and "called from its own sink" in str(sink.errors[0])
+    reader.feed(frame(b"next", 1))  # the refused data was never taken; reading goes on
+    assert sink.got[-1] == b"next" and reader.error is None
+
+
+def test_an_exception_from_the_sink_ends_reading(speedups: SimpleNamespace) -> None:
+    sink = ReenteringSink(swallow=False)
+    reader = sink.reader = speedups.FrameReader(0, None, sink)
+    with pytest.raises(RuntimeError, match="called from its own sink"):
+        reader.feed(frame(b"one", 1) + frame(b"two", 1))
+    assert sink.got == [b"one"]
+    with pytest.raises(RuntimeError, match="stopped") as stopped:
+        reader.feed(frame(b"three", 1))
+    assert sink.got == [b"one"]
+    assert "called from its own sink" in str(stopped.value.__cause__)
+
+
+class Inflater:
+    """A custom inflater: returns ``result(frame)``; may feed the reader from inside."""
+
+    def __init__(self, result: object, reader: object = None) -> None:
+        self.result = result
+        self.reader = reader
+
+    def feed(self, data: bytes) -> object:
+        if self.reader is not None:
+            self.reader.feed(frame(b"nested", 1))  # type: ignore[attr-defined]
+        return self.result(data) if callable(self.result) else self.result
+
+
+def test_feed_from_its_own_inflater_is_refused(speedups: SimpleNamespace) -> None:
+    inflater = Inflater(bytes)
+    reader = speedups.FrameReader(0, inflater)
+    inflater.reader = reader
+    with pytest.raises(RuntimeError, match="called from its own sink or inflater"):
+        reader.feed(frame(b"x" * 300, 2))
+    with pytest.raises(RuntimeError, match="stopped"):
+        reader.feed(b"")
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (bytearray, b"payload"),
+        (memoryview, b"payload"),
+        (lambda data: memoryview(bytearray(data))[1:], b"ayload"),
+        (None, None),  # part of a message
+    ],
+)
+def test_inflater_output_becomes_bytes(
+    speedups: SimpleNamespace, result: object, expected: bytes | None
+) -> None:
+    # The compiled twin cast the output with <bytes> unchecked and read a bytearray's header.
+    sink: list[object] = []
+    reader = speedups.FrameReader(0, Inflater(result), sink)
+    assert reader.feed(frame(b"payload", 2)) == [] and reader.error is None
+    assert sink == ([] if expected is None else [expected])
+    assert all(type(item) is bytes for item in sink)
+
+
+@pytest.mark.parametrize("result", [5, "text", object(), (b"a",)])
+def test_inflater_output_that_is_not_bytes_stops_reading(
+    speedups: SimpleNamespace, result: object
+) -> None:
+    sink: list[object] = []
+    reader = speedups.FrameReader(0, Inflater(lambda data: result), sink)
+    reader.feed(frame(b"payload", 2) + frame(b"more", 2))
+    assert sink == []
+    assert isinstance(reader.error, CompressionError)
+    assert "the inflater returned" in str(reader.error)
+
+
+def test_max_size_can_change_between_feeds(speedups: SimpleNamespace) -> None:
+    reader = speedups.FrameReader(100)
+    assert reader.max_size == 100
+    assert reader.feed(frame(b"x" * 50, 1)) == [(1, b"x" * 50)]
+    reader.max_size = 10
+    assert reader.max_size == 10
+    assert reader.feed(frame(b"x" * 11, 1)) == []
+    assert reader.error is not None
+    assert reader.error.args == ("message over the 10 byte limit", 1009)
+
+
+@pytest.mark.parametrize(
+    ("max_size", "expected"), [(None, 0), (0, 0), (7, 7), (2**64, 2**64), (2**70, 2**70)]
+)
+def test_max_size_values(speedups: SimpleNamespace, max_size: int | None, expected: int) -> None:
+    reader = speedups.FrameReader(max_size)
+    assert reader.max_size == expected
+    assert reader.feed(frame(b"x" * 5, 1)) == [(1, b"x" * 5)]
+
+
+@pytest.mark.parametrize(
+    ("max_size", "error"), [(-1, ValueError), (1.5, TypeError), ("10", TypeError)]
+)
+def test_max_size_rejected(speedups: SimpleNamespace, max_size: object, error: type) -> None:
+    with pytest.raises(error, match="max_size"):
+        speedups.FrameReader(max_size)
+    reader = speedups.FrameReader(5)
+    with pytest.raises(error, match="max_size"):
+        reader.max_size = max_size
+    assert reader.max_size == 5
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, lambda b: memoryview(b)[::1]])
+def test_feed_takes_any_bytes_like(speedups: SimpleNamespace, kind: object) -> None:
+    data = frame(b"hello", 1) + frame(b"partial", 2)[:4]
+    reader = speedups.FrameReader()
+    assert reader.feed(kind(data)) == [(1, b"hello")]  # type: ignore[operator]
+    assert reader.feed(kind(frame(b"partial", 2)[4:])) == [(2, b"partial")]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("data", ["text", None, 5, [1, 2]])
+def test_feed_rejects_what_is_not_bytes_like(speedups: SimpleNamespace, data: object) -> None:
+    with pytest.raises(TypeError, match="bytes-like"):
+        speedups.FrameReader().feed(data)
+
+
+def test_sink_and_inflater_are_checked_at_construction(speedups: SimpleNamespace) -> None:
+    with pytest.raises(AttributeError):
+        speedups.FrameReader(0, None, object())
+    with pytest.raises(AttributeError):
+        speedups.FrameReader(0, object())

@@ -121,3 +121,50 @@ def test_reader_stops_at_corrupt_compressed_data(speedups: SimpleNamespace) -> N
     out = reader.feed(frame(compressed[0]) + frame(b"\x07" + SUFFIX) + frame(compressed[0]))
     assert out == [(2, b'{"op":11}')]
     assert isinstance(reader.error, CompressionError)
+
+
+# ---- argument types and odd decompressors (issue #13) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keep", "error"), [(None, TypeError), (-1, ValueError), (1.0, TypeError), ("9", TypeError)]
+)
+def test_keep_buffer_rejected(speedups: SimpleNamespace, keep: object, error: type) -> None:
+    with pytest.raises(error, match="keep_buffer"):
+        speedups.ZlibStream(backends.zlib.decompressobj(), keep)
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2**63, 2**64, 2**100])
+def test_keep_buffer_any_size(speedups: SimpleNamespace, keep: int) -> None:
+    frames, _ = zlib_stream([bytes(range(256)) * 40], [3])
+    stream = speedups.ZlibStream(backends.zlib.decompressobj(), keep)
+    assert [stream.feed(f) for f in frames][-1] == bytes(range(256)) * 40
+
+
+@pytest.mark.parametrize("frame", [bytearray(SUFFIX), memoryview(SUFFIX), "x", None, 5])
+def test_feed_takes_bytes_only(speedups: SimpleNamespace, frame: object) -> None:
+    with pytest.raises(TypeError, match="frame must be bytes"):
+        speedups.ZlibStream(backends.zlib.decompressobj()).feed(frame)
+
+
+class Decompressor:
+    def __init__(self, result: object) -> None:
+        self.result = result
+
+    def decompress(self, data: bytes) -> object:
+        return self.result
+
+
+@pytest.mark.parametrize("result", [bytearray(b"ok"), memoryview(b"ok")])
+def test_bytes_like_output_becomes_bytes(speedups: SimpleNamespace, result: object) -> None:
+    out = speedups.ZlibStream(Decompressor(result)).feed(b"x" + SUFFIX)
+    assert type(out) is bytes and out == b"ok"
+
+
+@pytest.mark.parametrize("result", [5, "ok", None])
+def test_output_that_is_not_bytes_like_is_an_error(
+    speedups: SimpleNamespace, result: object
+) -> None:
+    # bytes(5) would have made five zero bytes out of a broken decompressor.
+    with pytest.raises(CompressionError, match="the inflater returned"):
+        speedups.ZlibStream(Decompressor(result)).feed(b"x" + SUFFIX)

@@ -113,3 +113,47 @@ def test_twins_agree_on_envelopes(envelope: dict[str, Any], spaced: bool) -> Non
 def test_twins_agree_on_garbage(raw: bytes) -> None:
     results = [_outcome(m, raw) for m in _speedups.twins().values()]
     assert all(repr(r) == repr(results[0]) for r in results)
+
+
+# ---- huge integers and argument types (issue #13) ------------------------------------------
+
+NINES = b"9" * 5000  # past int()'s default limit of 4300 digits
+
+
+@pytest.mark.parametrize(
+    ("raw", "position"),
+    [
+        (b'{"t":"MESSAGE_CREATE","s":' + NINES + b',"op":0,"d":{}}', 26),  # Discord's layout
+        (b'{"t":"MESSAGE_CREATE","s":1,"op":' + NINES + b',"d":{}}', 33),
+        (b'{"op": -' + NINES + b', "s": 1}', 7),  # the general walk; the sign is included
+        (b'{"s":' + NINES + b',"op":' + NINES + b"}", 5 + 5000 + 6),  # op converts first
+    ],
+)
+def test_integers_past_the_digit_limit(
+    speedups: SimpleNamespace, raw: bytes, position: int
+) -> None:
+    with pytest.raises(ScanError) as caught:
+        speedups.scan(raw)
+    assert caught.value.args == ("integer too long", position)
+
+
+def test_only_the_last_of_duplicate_keys_is_converted(speedups: SimpleNamespace) -> None:
+    assert speedups.scan(b'{"op":' + NINES + b',"op":1,"s":2,"t":"X"}') == (1, 2, "X")
+
+
+def test_errors_come_in_walk_order_before_conversion(speedups: SimpleNamespace) -> None:
+    with pytest.raises(ScanError, match="expected a string or null"):
+        speedups.scan(b'{"s":' + NINES + b',"t":5}')
+
+
+def test_long_integers_within_the_limit(speedups: SimpleNamespace) -> None:
+    digits = b"1" * 4300
+    assert speedups.scan(b'{"op":0,"s":' + digits + b"}") == (0, int(digits), None)
+
+
+@pytest.mark.parametrize(
+    "data", [bytearray(b"{}"), memoryview(b"{}"), "{}", None, type("B", (bytes,), {})(b"{}")]
+)
+def test_scan_takes_bytes_only(speedups: SimpleNamespace, data: object) -> None:
+    with pytest.raises(TypeError, match="data must be bytes"):
+        speedups.scan(data)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,11 +20,44 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools"
 @pytest.mark.skipif("cython" not in _speedups.twins(), reason="the Cython speedups are not built")
 def test_fuzzer_finds_no_difference_on_a_short_run() -> None:
     done = subprocess.run(
-        [sys.executable, str(TOOLS / "fuzz_speedups.py"), "--inputs", "20000", "--seed", "7"],
+        [sys.executable, str(TOOLS / "fuzz_speedups.py"), "--inputs", "12000", "--seed", "7"],
         capture_output=True, text=True, timeout=120, env=child_env()[0],
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "20,000 inputs" in done.stdout and "0 mismatches" in done.stdout
+    assert "12,000 inputs" in done.stdout and "0 mismatches" in done.stdout
+    for target in ("scan", "frames", "reentrant", "inflater", "zlib", "dispatch"):
+        assert f"{target} 2,000" in done.stdout
+
+
+@pytest.mark.skipif("cython" not in _speedups.twins(), reason="the Cython speedups are not built")
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
+def test_coverage_guided_fuzzer_runs_every_target() -> None:
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "fuzz_speedups.py"), "--atheris", "--seconds", "6"],
+        capture_output=True, text=True, timeout=120, env=child_env()[0],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "0 failed" in done.stdout
+    for target in ("scan", "frames", "reentrant", "inflater", "zlib", "dispatch"):
+        assert re.search(rf"^{target} +[0-9,]+ inputs in .* ok$", done.stdout, re.M), done.stdout
+
+
+def test_fuzz_targets_catch_a_divergence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A twin that differs (here: scan off by one) fails the target, so CI would fail."""
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import fuzz_speedups as fuzz
+    finally:
+        sys.path.remove(str(TOOLS))
+    fuzz.load()
+    pure = fuzz.PY.scan
+    monkeypatch.setattr(fuzz, "CY", SimpleNamespace(**{**vars(fuzz.PY), "scan": pure}))
+    fuzz.t_scan(b'\x00{"op":1}')  # the same function on both sides: no difference
+    monkeypatch.setattr(
+        fuzz, "CY", SimpleNamespace(**{**vars(fuzz.PY), "scan": lambda d: (pure(d)[0] + 1,)})
+    )
+    with pytest.raises(fuzz.Divergence, match="scan: input"):
+        fuzz.t_scan(b'\x00{"op":1}')
 
 
 def test_bench_decode_runs_small() -> None:

@@ -2,6 +2,8 @@
 
 Each concern is a pair ``_x_py.py`` / ``_x_c.pyx`` with the same functions and errors.
 ``BACKEND`` is ``"cython"`` when the compiled twins are used and ``"python"`` otherwise.
+Both twins check and convert their arguments through the same ``_args`` functions, so they
+accept and reject the same inputs alike (``_args`` lists what each entry point takes).
 
 - ``GATEWAY_NO_EXTENSIONS=1`` forces the pure-Python twins.
 - ``GATEWAY_REQUIRE_EXTENSIONS=1`` makes a missing or broken compiled twin an ImportError

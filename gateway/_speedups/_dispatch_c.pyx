@@ -10,6 +10,11 @@ from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcmp
 
+import sys
+from collections import deque
+from types import MappingProxyType
+
+from . import _args
 from ._errors import CompressionError
 from ._inflate_c cimport ZlibStream
 from ._scan_c cimport Envelope, _name_of, envelope, span_int
@@ -46,24 +51,50 @@ cdef inline object _event(object cls, object event_type, object data, object seq
 cdef class Dispatcher:
     """See ``_dispatch_py.Dispatcher``."""
 
-    cdef readonly object table
+    cdef dict _table  # private copy: nobody can change it under _last_name's cache
     cdef object _loads
     cdef object _event
     cdef object _last_name  # the previous name (str) and its table entry: most runs repeat it
     cdef object _last_type
     cdef object _seq  # the sequence of the dispatch _take last took
+    cdef bint _draining
 
     def __init__(self, table, loads, event):
         if not (isinstance(event, type) and issubclass(event, tuple)):
             raise TypeError("event must be a tuple subclass")
-        self.table = table
+        self._table = _args.frozen_table(table)
         self._loads = loads
         self._event = event
         self._last_name = None
         self._last_type = None
         self._seq = None
+        self._draining = False
 
-    def drain(self, frames, payloads, ready, Py_ssize_t limit, inflater=None):
+    @property
+    def table(self):
+        """A read-only view of the name table (a copy of the one given)."""
+        return MappingProxyType(self._table)
+
+    def drain(self, frames, payloads, ready, limit, inflater=None):
+        cdef Py_ssize_t n
+        if type(frames) is not deque or type(payloads) is not deque or type(ready) is not deque:
+            raise TypeError("frames, payloads and ready must be collections.deque")
+        if type(limit) is not int:
+            limit = _args.index("limit", limit)
+        try:
+            n = limit
+        except OverflowError:  # past any count: the same as the largest
+            n = sys.maxsize if limit > 0 else 0
+        if self._draining:
+            raise RuntimeError("Dispatcher.drain() called from its own inflater")
+        self._draining = True
+        try:
+            return self._drain(frames, payloads, ready, n, inflater)
+        finally:
+            self._draining = False
+
+    cdef tuple _drain(self, object frames, object payloads, object ready, Py_ssize_t limit,
+                      object inflater):
         cdef Py_ssize_t count = 0
         cdef object last = None
         cdef object payload, frame
@@ -88,7 +119,12 @@ cdef class Dispatcher:
                     payload = frame
                 else:
                     try:
-                        payload = zlib.feed(frame) if zlib is not None else inflater.feed(frame)
+                        if zlib is not None:
+                            payload = zlib.feed(frame)  # bytes or None
+                        else:
+                            payload = inflater.feed(frame)
+                            if type(payload) is not bytes and payload is not None:
+                                payload = _args.inflated(payload)
                     except CompressionError as exc:
                         payloads.append(exc)
                         break
@@ -104,36 +140,39 @@ cdef class Dispatcher:
             count += 1
         return count, last
 
-    cdef bint _take(self, object payload, object append) except -1:
+    cdef bint _take(self, bytes payload, object append) except -1:
         """Append the item of a plain dispatch and set ``_seq``; False for anything else."""
-        cdef const unsigned char* b = <const unsigned char*> (<bytes> payload)
+        cdef const unsigned char* b = <const unsigned char*> payload
         cdef Envelope e
         cdef PyObject* found
-        cdef object name, event_type
+        cdef object name, event_type, seq
+        # Everything that can fail on the payload is done before it is appended: a
+        # payload this returns False for stays where the pure twin leaves it.
         try:
-            envelope(b, len(<bytes> payload), &e)
+            envelope(b, len(payload), &e)
+            if not (e.op_end - e.op_start == 1 and b[e.op_start] == 48):  # not a plain "0"
+                if e.op_start < 0 or span_int(b, e.op_start, e.op_end) != 0:
+                    return False
+            if e.s_start < 0 or e.t_start < 0:
+                return False
+            seq = span_int(b, e.s_start, e.s_end)  # ScanError past the digit limit
+            if e.t_escaped:  # rare; envelope() already checked the escapes
+                name = _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1)
+                found = PyDict_GetItem(self._table, name)
+                if found is NULL:
+                    return False
+                event_type = <object> found
+            else:
+                if self._name(b, e.t_start, e.t_end) is None:
+                    return False
+                event_type = self._last_type
         except ValueError:
             return False
-        if not (e.op_end - e.op_start == 1 and b[e.op_start] == 48):  # not a plain "0"
-            if e.op_start < 0 or span_int(b, e.op_start, e.op_end) != 0:
-                return False
-        if e.s_start < 0 or e.t_start < 0:
-            return False
-        if e.t_escaped:  # rare; envelope() already checked the escapes
-            name = _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1)
-            found = PyDict_GetItem(self.table, name)
-            if found is NULL:
-                return False
-            event_type = <object> found
-        else:
-            if self._name(b, e.t_start, e.t_end) is None:
-                return False
-            event_type = self._last_type
         append((payload, None) if event_type is None else payload)
-        self._seq = span_int(b, e.s_start, e.s_end)
+        self._seq = seq
         return True
 
-    def event(self, bytes payload not None):
+    def event(self, payload):
         """The event of a wanted plain dispatch that :meth:`drain` queued (undecoded).
 
         ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
@@ -141,6 +180,8 @@ cdef class Dispatcher:
         """
         cdef PyObject* found
         cdef object body, name, seq, data
+        if type(payload) is not bytes:
+            raise _args.not_bytes("payload", payload)
         body = self._loads(payload)
         if type(body) is not dict:
             raise ValueError("payload is not a JSON object")
@@ -148,7 +189,7 @@ cdef class Dispatcher:
         name = <object> found if found is not NULL else None
         found = PyDict_GetItem(body, "s")
         seq = <object> found if found is not NULL else None
-        found = PyDict_GetItem(self.table, name) if type(name) is str else NULL
+        found = PyDict_GetItem(self._table, name) if type(name) is str else NULL
         if found is NULL or <object> found is None or type(seq) is not int:
             raise ValueError("payload is not a wanted dispatch")
         event_type = <object> found
@@ -169,7 +210,7 @@ cdef class Dispatcher:
             name = PyUnicode_DecodeUTF8(<const char*> b + start, end - start, NULL)
         except UnicodeDecodeError:
             return None
-        found = PyDict_GetItem(self.table, name)
+        found = PyDict_GetItem(self._table, name)
         if found is NULL:
             return None
         self._last_name = name

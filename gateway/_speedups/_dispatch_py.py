@@ -25,14 +25,22 @@ Items appended to ``ready``:
   decodes it when it is taken; ``next_message`` never needs the JSON tree);
 - ``(payload, None)``: a dispatch the shard does not want (the shape of a payload
   ``ShardProtocol.receive`` processed without an event).
+
+The table is copied at construction (both twins see the same names whatever the caller
+does to its mapping later). An inflater that returns something not bytes-like is reported
+like corrupt data (a :class:`CompressionError` at the head of ``payloads``); an inflater
+that calls ``drain`` of the same dispatcher gets a RuntimeError. Argument types: see
+``_args``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
+from . import _args
 from ._errors import CompressionError
 from ._scan_py import scan
 
@@ -50,14 +58,15 @@ class Dispatcher:
     ) -> None:
         if not (isinstance(event, type) and issubclass(event, tuple)):
             raise TypeError("event must be a tuple subclass")
-        self._table = table
+        self._table = _args.frozen_table(table)
         self._loads = loads
         self._event = event
+        self._draining = False
 
     @property
     def table(self) -> Mapping[str, Any]:
-        """The name table given (read-only: the compiled twin caches lookups in it)."""
-        return self._table
+        """A read-only view of the name table (a copy of the one given)."""
+        return MappingProxyType(self._table)
 
     def drain(
         self,
@@ -71,6 +80,21 @@ class Dispatcher:
         ``payloads`` (inflated), then from ``frames`` through ``inflater`` (None: frames are
         payloads). Returns how many moved and the last sequence among them (or None).
         """
+        if type(frames) is not deque or type(payloads) is not deque or type(ready) is not deque:
+            raise TypeError("frames, payloads and ready must be collections.deque")
+        if type(limit) is not int:
+            limit = _args.index("limit", limit)
+        if self._draining:
+            raise RuntimeError("Dispatcher.drain() called from its own inflater")
+        self._draining = True
+        try:
+            return self._drain(frames, payloads, ready, limit, inflater)
+        finally:
+            self._draining = False
+
+    def _drain(
+        self, frames: deque[Any], payloads: deque[Any], ready: deque[Any], limit: int, inflater: Any
+    ) -> tuple[int, int | None]:
         append = ready.append
         pop_frame = frames.popleft
         count = 0
@@ -93,6 +117,8 @@ class Dispatcher:
                 else:
                     try:
                         payload = inflater.feed(frame)
+                        if type(payload) is not bytes and payload is not None:
+                            payload = _args.inflated(payload)
                     except CompressionError as exc:
                         payloads.append(exc)
                         break
@@ -115,6 +141,8 @@ class Dispatcher:
         ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
         when the JSON does not decode or is not a wanted dispatch.
         """
+        if type(payload) is not bytes:
+            raise _args.not_bytes("payload", payload)
         body = self._loads(payload)
         if type(body) is not dict:
             raise ValueError("payload is not a JSON object")
@@ -131,7 +159,13 @@ class Dispatcher:
             op, seq, name = scan(payload)
         except ValueError:
             return None
-        if op != 0 or seq is None or name is None or name not in self._table:
+        if op != 0 or seq is None or name is None:
             return None
-        append((payload, None) if self._table[name] is None else payload)
+        event_type = self._table.get(name, _MISSING)
+        if event_type is _MISSING:
+            return None
+        append((payload, None) if event_type is None else payload)
         return seq
+
+
+_MISSING = object()

@@ -4,6 +4,7 @@
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING
 
+from . import _args
 from ._errors import CompressionError, FrameError
 from ._inflate_c cimport ZlibStream
 
@@ -13,53 +14,88 @@ __all__ = ["FrameReader", "FrameError"]
 cdef class FrameReader:
     """Incremental frame decoder for one connection. ``max_size`` 0 means no limit."""
 
-    cdef public object max_size
     cdef public object error
     cdef public bint closed
     cdef bytearray _buf
     cdef int _frag_op
     cdef list _frags
     cdef unsigned long long _frag_size
-    cdef unsigned long long _max
-    cdef object _inflater
+    cdef unsigned long long _max  # max_size, clamped (no message can be that long anyway)
+    cdef object _max_size  # max_size as given (validated), for the property and messages
+    cdef object _inflate
     cdef ZlibStream _zlib
     cdef object _sink_append
+    cdef bint _feeding  # inside feed(): _parse holds a pointer into _buf or data
+    cdef object _failure
 
     def __init__(self, max_size=0, inflater=None, sink=None):
         self.max_size = max_size
-        self._inflater = inflater
+        # Bound once: a missing method fails here, not mid-stream (as in the pure twin).
+        self._inflate = inflater.feed if inflater is not None else None
         self._sink_append = sink.append if sink is not None else None
         self._zlib = inflater if type(inflater) is ZlibStream else None
-        self._max = max_size
         self.error = None
         self.closed = False
         self._buf = bytearray()
         self._frag_op = 0
         self._frags = []
         self._frag_size = 0
+        self._feeding = False
+        self._failure = None
 
-    def feed(self, bytes data not None):
+    @property
+    def max_size(self):
+        """The message size limit in bytes (0: none); may be changed between feeds."""
+        return self._max_size
+
+    @max_size.setter
+    def max_size(self, value):
+        value = _args.size("max_size", value, none=True)
+        self._max_size = value
+        self._max = value if value < 0xFFFFFFFFFFFFFFFF else 0xFFFFFFFFFFFFFFFF
+
+    def feed(self, data):
         cdef list out = []
         cdef Py_ssize_t pos
         cdef bint buffered
+        cdef bytes chunk
+        if type(data) is not bytes:
+            data = _args.bytes_like("data", data)  # a private copy: nobody else can resize it
+        chunk = data  # bytes: immutable, and this reference keeps it alive while parsing
+        # _parse reads through a raw pointer while the sink and the inflater run Python
+        # code; a nested feed would grow (reallocate) _buf under it.
+        if self._feeding:
+            raise RuntimeError("FrameReader.feed() called from its own sink or inflater")
+        if self._failure is not None:
+            raise RuntimeError("FrameReader stopped: its sink or inflater raised") from (
+                self._failure
+            )
         if self.error is not None or self.closed:
             return out
         buffered = len(self._buf) > 0
+        if buffered:
+            self._buf += chunk
+        self._feeding = True
         try:
             if buffered:
-                self._buf += data
                 pos = self._parse(<const unsigned char*> PyByteArray_AS_STRING(self._buf),
                                   len(self._buf), out)
             else:
-                pos = self._parse(<const unsigned char*> data, len(data), out)
+                pos = self._parse(<const unsigned char*> chunk, len(chunk), out)
         except (FrameError, CompressionError) as exc:
             self.error = exc
             self._buf = bytearray()
             return out
+        except BaseException as exc:
+            self._failure = exc
+            self._buf = bytearray()
+            raise
+        finally:
+            self._feeding = False
         if buffered:
             del self._buf[:pos]
-        elif pos < len(data):
-            self._buf = bytearray(data[pos:])
+        elif pos < len(chunk):
+            self._buf = bytearray(chunk[pos:])
         return out
 
     cdef Py_ssize_t _parse(self, const unsigned char* data, Py_ssize_t end, list out) except -1:
@@ -122,9 +158,11 @@ cdef class FrameReader:
     cdef int _deliver(self, int op, bytes payload, list out) except -1:
         cdef object inflated
         if self._zlib is not None:
-            inflated = self._zlib.feed(payload)  # a C call: no Python frame
-        elif self._inflater is not None:
-            inflated = self._inflater.feed(payload)
+            inflated = self._zlib.feed(payload)  # a C call: no Python frame; bytes or None
+        elif self._inflate is not None:
+            inflated = self._inflate(payload)
+            if inflated is not None and type(inflated) is not bytes:
+                inflated = _args.inflated(inflated)
         else:
             inflated = payload
         if inflated is None:
@@ -152,5 +190,5 @@ cdef class FrameReader:
         elif self._frag_op:
             raise FrameError("new data frame inside a fragmented message", 1002)
         if self._max and self._frag_size + n > self._max:
-            raise FrameError(f"message over the {self.max_size} byte limit", 1009)
+            raise FrameError(f"message over the {self._max_size} byte limit", 1009)
         return 0

@@ -13,12 +13,18 @@ message yield nothing; a :class:`CompressionError` ends reading like a framing e
 With a ``sink`` (anything with ``append``, such as a deque), each data message's payload is
 appended to it as it completes, and ``feed`` returns only the control frames: the reader
 fills the connection's queue itself, with no Python loop per message.
+
+The sink and the inflater may not call :meth:`FrameReader.feed` of the same reader
+(RuntimeError: the compiled twin parses the buffer in place). Any other exception from them
+propagates out of ``feed`` and ends reading: later calls raise RuntimeError. Accepted
+argument types: see ``_args``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import _args
 from ._errors import CompressionError, FrameError
 
 __all__ = ["FrameReader", "FrameError"]
@@ -27,18 +33,38 @@ __all__ = ["FrameReader", "FrameError"]
 class FrameReader:
     """Incremental frame decoder for one connection. ``max_size`` 0 means no limit."""
 
-    def __init__(self, max_size: int = 0, inflater: Any = None, sink: Any = None) -> None:
-        self.max_size = max_size
-        self._inflater = inflater
-        self._sink = sink
+    def __init__(self, max_size: int | None = 0, inflater: Any = None, sink: Any = None) -> None:
+        self._max = _args.size("max_size", max_size, none=True)
+        # Bound once, as the compiled twin does: a missing method fails here, not mid-stream.
+        self._inflate = None if inflater is None else inflater.feed
+        self._sink_append = None if sink is None else sink.append
         self.error: FrameError | CompressionError | None = None
         self.closed = False  # a close frame was read; later bytes are ignored
         self._buf = bytearray()
         self._frag_op = 0
         self._frags: list[bytes] = []
         self._frag_size = 0
+        self._feeding = False
+        self._failure: BaseException | None = None
+
+    @property
+    def max_size(self) -> int:
+        """The message size limit in bytes (0: none); may be changed between feeds."""
+        return self._max
+
+    @max_size.setter
+    def max_size(self, value: int | None) -> None:
+        self._max = _args.size("max_size", value, none=True)
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        if type(data) is not bytes:
+            data = _args.bytes_like("data", data)
+        if self._feeding:
+            raise RuntimeError("FrameReader.feed() called from its own sink or inflater")
+        if self._failure is not None:
+            raise RuntimeError("FrameReader stopped: its sink or inflater raised") from (
+                self._failure
+            )
         out: list[tuple[int, bytes]] = []
         if self.error is not None or self.closed:
             return out
@@ -47,12 +73,19 @@ class FrameReader:
             view: bytes | bytearray = self._buf
         else:
             view = data
+        self._feeding = True
         try:
             pos = self._parse(view, out)
         except (FrameError, CompressionError) as exc:
             self.error = exc
             self._buf = bytearray()
             return out
+        except BaseException as exc:
+            self._failure = exc
+            self._buf = bytearray()
+            raise
+        finally:
+            self._feeding = False
         if view is self._buf:
             del self._buf[:pos]
         elif pos < len(data):
@@ -110,13 +143,13 @@ class FrameReader:
         return pos
 
     def _deliver(self, op: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
-        if self._inflater is not None:
-            inflated = self._inflater.feed(payload)
+        if self._inflate is not None:
+            inflated = self._inflate(payload)
             if inflated is None:
                 return  # part of a compressed message
-            payload = inflated
-        if self._sink is not None:
-            self._sink.append(payload)
+            payload = inflated if type(inflated) is bytes else _args.inflated(inflated)
+        if self._sink_append is not None:
+            self._sink_append(payload)
         else:
             out.append((op, payload))
 
@@ -136,5 +169,5 @@ class FrameReader:
             raise FrameError(f"unknown opcode {op}", 1002)
         elif self._frag_op:
             raise FrameError("new data frame inside a fragmented message", 1002)
-        if self.max_size and self._frag_size + n > self.max_size:
-            raise FrameError(f"message over the {self.max_size} byte limit", 1009)
+        if self._max and self._frag_size + n > self._max:
+            raise FrameError(f"message over the {self._max} byte limit", 1009)

@@ -7,6 +7,9 @@ of socket data goes through framing and inflating in one compiled call.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
 
+import sys
+
+from . import _args
 from ._errors import CompressionError
 
 __all__ = ["ZlibStream", "CompressionError", "SUFFIX", "KEEP_BUFFER"]
@@ -25,18 +28,23 @@ cdef class ZlibStream:
     def __init__(self, decompressobj, keep_buffer=KEEP_BUFFER):
         self._decompress = decompressobj.decompress
         self._buffer = bytearray()
-        self._keep = keep_buffer
+        keep_buffer = _args.size("keep_buffer", keep_buffer)
+        # Clamped: no buffer can be longer, so a larger keep_buffer means the same.
+        self._keep = min(keep_buffer, sys.maxsize)
 
     @property
     def buffered(self):
         """Bytes of an incomplete message held now."""
         return len(self._buffer)
 
-    cpdef object feed(self, bytes frame):
+    cpdef object feed(self, object frame):
         cdef object data
         cdef object out
         cdef Py_ssize_t n
-        if len(self._buffer) == 0 and _ends_with_suffix(<const unsigned char*> frame, len(frame)):
+        if type(frame) is not bytes:
+            raise _args.not_bytes("frame", frame)
+        if len(self._buffer) == 0 and _ends_with_suffix(<const unsigned char*> (<bytes> frame),
+                                                        len(<bytes> frame)):
             data = frame
         else:
             self._buffer += frame
@@ -54,4 +62,4 @@ cdef class ZlibStream:
                     self._buffer = bytearray()
                 else:
                     del self._buffer[:]
-        return out if type(out) is bytes else bytes(out)
+        return out if type(out) is bytes else _args.inflated(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _args
 from ._errors import CompressionError
 
 __all__ = ["ZlibStream", "CompressionError", "SUFFIX", "KEEP_BUFFER"]
@@ -25,7 +26,7 @@ class ZlibStream:
     def __init__(self, decompressobj: Any, keep_buffer: int = KEEP_BUFFER) -> None:
         self._decompress = decompressobj.decompress
         self._buffer = bytearray()
-        self._keep = keep_buffer
+        self._keep = _args.size("keep_buffer", keep_buffer)
 
     @property
     def buffered(self) -> int:
@@ -33,6 +34,8 @@ class ZlibStream:
         return len(self._buffer)
 
     def feed(self, frame: bytes) -> bytes | None:
+        if type(frame) is not bytes:
+            raise _args.not_bytes("frame", frame)
         if self._buffer or frame[-4:] != SUFFIX:
             self._buffer += frame
             if self._buffer[-4:] != SUFFIX:
@@ -50,4 +53,4 @@ class ZlibStream:
                     self._buffer = bytearray()
                 else:
                     self._buffer.clear()
-        return out if type(out) is bytes else bytes(out)
+        return out if type(out) is bytes else _args.inflated(out)

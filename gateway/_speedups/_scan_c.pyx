@@ -7,6 +7,7 @@ Python objects, so ``_dispatch_c`` can scan a payload and build only what it kee
 
 import json
 
+from . import _args
 from ._errors import ScanError
 
 __all__ = ["scan", "ScanError"]
@@ -94,14 +95,19 @@ cdef int envelope(const unsigned char* b, Py_ssize_t n, Envelope* e) except -1:
 
 
 cdef object span_int(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
-    """The integer of an op/s span (None for a missing or null key)."""
+    """The integer of an op/s span (None for a missing or null key); ScanError when it has
+    more digits than int() converts, as in the pure twin.
+    """
     cdef long long small = 0
     cdef Py_ssize_t i = start
     cdef bint neg
     if start < 0:
         return None
     if end - start > 18:
-        return int((<const char*> b)[start:end])
+        try:
+            return int((<const char*> b)[start:end])
+        except ValueError:  # over the interpreter's digit limit (4300 by default)
+            raise ScanError("integer too long", start) from None
     neg = b[i] == 45
     if neg:
         i += 1
@@ -111,12 +117,19 @@ cdef object span_int(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
     return -small if neg else small
 
 
-def scan(bytes data not None):
+def scan(data):
     """Return ``(op, s, t)`` of the gateway payload ``data`` (UTF-8 JSON bytes)."""
-    cdef const unsigned char* b = <const unsigned char*> data
+    cdef bytes raw
+    cdef const unsigned char* b
     cdef Envelope e
-    envelope(b, len(data), &e)
-    return span_int(b, e.op_start, e.op_end), span_int(b, e.s_start, e.s_end), _name(data, b, &e)
+    if type(data) is not bytes:
+        raise _args.not_bytes("data", data)
+    raw = data
+    b = <const unsigned char*> raw
+    envelope(b, len(raw), &e)
+    op = span_int(b, e.op_start, e.op_end)
+    seq = span_int(b, e.s_start, e.s_end)
+    return op, seq, _name(raw, b, &e)
 
 
 cdef object _name(bytes data, const unsigned char* b, Envelope* e):

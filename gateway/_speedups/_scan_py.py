@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 
+from . import _args
 from ._errors import ScanError
 
 __all__ = ["scan", "ScanError"]
@@ -30,19 +31,48 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
     """Return ``(op, s, t)`` of the gateway payload ``data`` (UTF-8 JSON bytes).
 
     Keys may come in any order and may be missing (``None``). Raises :class:`ScanError`
-    when the text is not a JSON object or when ``op``/``s``/``t`` have the wrong type.
+    when the text is not a JSON object, when ``op``/``s``/``t`` have the wrong type, or when
+    an integer has more digits than ``int()`` converts (``sys.get_int_max_str_digits``).
+    Integers are converted after the walk, ``op`` then ``s`` (the last of duplicate keys),
+    as the compiled twin does.
     """
+    if type(data) is not bytes:
+        raise _args.not_bytes("data", data)
     fast = _DISCORD.match(data)
     if fast is not None:
         t, s, o = fast.groups()
-        return int(o), None if s is None else int(s), None if t is None else t.decode()
+        try:
+            return int(o), None if s is None else int(s), None if t is None else t.decode()
+        except ValueError:  # past the digit limit: the ScanError the compiled twin raises
+            _int(o, fast.start(3))
+            _int(s, fast.start(2))
+            raise
+    op, seq, name = _walk(data)
+    return (
+        None if op is None else _int(*op),
+        None if seq is None else _int(*seq),
+        name,
+    )
+
+
+def _int(digits: bytes, pos: int) -> int:
+    try:
+        return int(digits)
+    except ValueError:  # over the interpreter's digit limit (4300 by default)
+        raise ScanError("integer too long", pos) from None
+
+
+_Span = tuple[bytes, int] | None  # an integer's digits and where they start
+
+
+def _walk(data: bytes) -> tuple[_Span, _Span, str | None]:
     n = len(data)
     pos = _WS.match(data, 0).end()  # type: ignore[union-attr]
     if pos >= n or data[pos] != 0x7B:  # "{"
         raise ScanError("payload is not a JSON object", pos)
     pos = _WS.match(data, pos + 1).end()  # type: ignore[union-attr]
-    op: int | None = None
-    seq: int | None = None
+    op: _Span = None
+    seq: _Span = None
     name: str | None = None
     seen = 0
     if pos < n and data[pos] == 0x7D:  # "}"
@@ -78,13 +108,13 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
             raise ScanError("expected ',' or '}'", pos)
 
 
-def _int_or_null(data: bytes, pos: int) -> tuple[int | None, int]:
+def _int_or_null(data: bytes, pos: int) -> tuple[_Span, int]:
     if data.startswith(b"null", pos):
         return None, pos + 4
     m = _INT.match(data, pos)
     if m is None:
         raise ScanError("expected an integer or null", pos)
-    return int(m.group()), m.end()
+    return (m.group(), pos), m.end()
 
 
 def _str_or_null(data: bytes, pos: int) -> tuple[str | None, int]:
