@@ -23,15 +23,25 @@ class Inflater(Protocol):
 
 
 class NoInflater:
-    """No transport compression: JSON payloads as they are; other binary ones are zlib blobs."""
+    """No transport compression: JSON payloads as they are; other binary ones are zlib blobs
+    (inflated to at most ``max_size`` bytes; None: no limit).
+    """
+
+    def __init__(self, max_size: int | None = None) -> None:
+        self._max = max_size or 0
 
     def feed(self, frame: bytes) -> bytes:
         if frame[:1] != b"x":  # every zlib blob starts 0x78; JSON text never does
             return frame
         try:  # payload compression: a self-contained zlib blob per message (protocol.md 1.6)
-            return bytes(backends.zlib.decompress(frame))
+            if not self._max:
+                return bytes(backends.zlib.decompress(frame))
+            out = bytes(backends.zlib.decompressobj().decompress(frame, self._max + 1))
         except Exception as exc:
             raise CompressionError(f"payload decompression failed: {exc}") from None
+        if len(out) > self._max:
+            raise CompressionError(f"a message inflates past the {self._max} byte limit")
+        return out
 
 
 def _zstd_decompressor() -> Any:
@@ -70,7 +80,7 @@ def create(compression: str | None, max_size: int | None = None) -> Inflater | N
     ``max_size`` caps the inflated size of one message (a decompression bomb).
     """
     if compression == "zlib-stream":
-        inflater: Inflater = ZlibStream(backends.zlib.decompressobj())  # cap: after merge
+        inflater: Inflater = ZlibStream(backends.zlib.decompressobj(), max_size=max_size)
         return inflater
     if compression == "zstd-stream":
         return ZstdInflater(max_size)

@@ -129,7 +129,8 @@ class Shard:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
-        self._raw_payloads = compression_module.NoInflater()  # without transport compression
+        # Without transport compression: payload-compressed blobs, capped like the rest.
+        self._raw_payloads = compression_module.NoInflater(config.max_inflated_size)
         # This connection's transport inflater (None: uncompressed) and the payload it
         # inflated that the batch drain left for ShardProtocol.receive.
         self._inflater: Inflater | None = None

@@ -168,3 +168,33 @@ def test_output_that_is_not_bytes_like_is_an_error(
     # bytes(5) would have made five zero bytes out of a broken decompressor.
     with pytest.raises(CompressionError, match="the inflater returned"):
         speedups.ZlibStream(Decompressor(result)).feed(b"x" + SUFFIX)
+
+
+def test_a_decompression_bomb_stops_at_max_size(speedups: Any) -> None:
+    co = zlib.compressobj()
+    bomb = co.compress(b"0" * 50_000_000) + co.flush(zlib.Z_SYNC_FLUSH)  # ~50 KB on the wire
+    stream = speedups.ZlibStream(zlib.decompressobj(), max_size=1_000_000)
+    with pytest.raises(CompressionError, match="1000000 byte limit"):
+        stream.feed(bomb)
+
+
+def test_a_message_of_exactly_max_size_passes(speedups: Any) -> None:
+    co = zlib.compressobj()
+    stream = speedups.ZlibStream(zlib.decompressobj(), max_size=1000)
+    assert stream.feed(co.compress(b"1" * 1000) + co.flush(zlib.Z_SYNC_FLUSH)) == b"1" * 1000
+    assert stream.feed(co.compress(b"2" * 999) + co.flush(zlib.Z_SYNC_FLUSH)) == b"2" * 999
+
+
+@pytest.mark.parametrize("bad", [-1, "1", 1.5])
+def test_max_size_is_checked_alike(speedups: Any, bad: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        speedups.ZlibStream(zlib.decompressobj(), max_size=bad)
+
+
+def test_payload_compression_is_capped_too() -> None:
+    from gateway.compression import NoInflater
+
+    blob = zlib.compress(b"0" * 5_000_000)
+    with pytest.raises(CompressionError, match="byte limit"):
+        NoInflater(100_000).feed(blob)
+    assert NoInflater(5_000_000).feed(blob) == b"0" * 5_000_000

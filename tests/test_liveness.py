@@ -448,3 +448,17 @@ async def test_a_tcp_drop_is_noticed_at_once_not_at_the_next_heartbeat(waiting: 
             seen = await reader
             assert EventType.GATEWAY_CLOSE in [e.type for e in seen]
         await shard.close()
+
+
+async def test_a_message_that_inflates_too_far_is_a_typed_error_and_a_reconnect() -> None:
+    async with GatewayEmulator(heartbeat_interval=5.0, guilds=1) as emu:
+        shard = shard_for(emu, max_inflated_size=64 * 1024)  # zlib-stream
+        await take_until(shard, EventType.GUILD_CREATE)
+        guild = str(emu.guild_ids[0])
+        await emu.dispatch("MESSAGE_CREATE", {"guild_id": guild, "nonce": "x" * 500_000})
+        with pytest.raises(ReceiveMessageError) as info:
+            await take_until(shard, EventType.RESUMED)
+        assert info.value.kind is ReceiveMessageErrorKind.COMPRESSION
+        assert "byte limit" in str(info.value)
+        await emu.wait_for(lambda: len(emu.connections) >= 2)  # it reconnects
+        await shard.close()

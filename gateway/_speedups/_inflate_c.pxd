@@ -2,4 +2,5 @@ cdef class ZlibStream:
     cdef object _decompress
     cdef bytearray _buffer
     cdef Py_ssize_t _keep
+    cdef Py_ssize_t _max
     cpdef object feed(self, object frame)

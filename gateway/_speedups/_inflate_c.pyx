@@ -25,12 +25,13 @@ cdef inline bint _ends_with_suffix(const unsigned char* p, Py_ssize_t n) noexcep
 cdef class ZlibStream:
     """``feed(frame)`` returns the whole inflated message, or None until it is complete."""
 
-    def __init__(self, decompressobj, keep_buffer=KEEP_BUFFER):
+    def __init__(self, decompressobj, keep_buffer=KEEP_BUFFER, max_size=0):
         self._decompress = decompressobj.decompress
         self._buffer = bytearray()
         keep_buffer = _args.size("keep_buffer", keep_buffer)
         # Clamped: no buffer can be longer, so a larger keep_buffer means the same.
         self._keep = min(keep_buffer, sys.maxsize)
+        self._max = min(_args.size("max_size", max_size, none=True), sys.maxsize - 1)
 
     @property
     def buffered(self):
@@ -53,7 +54,8 @@ cdef class ZlibStream:
                 return None
             data = self._buffer
         try:
-            out = self._decompress(data)
+            # A cap of max_size + 1 bytes: a decompression bomb never inflates past it.
+            out = self._decompress(data, self._max + 1) if self._max else self._decompress(data)
         except Exception as exc:
             raise CompressionError(f"zlib-stream is corrupt: {exc}") from None
         finally:
@@ -62,4 +64,8 @@ cdef class ZlibStream:
                     self._buffer = bytearray()
                 else:
                     del self._buffer[:]
-        return out if type(out) is bytes else _args.inflated(out)
+        if type(out) is not bytes:
+            out = _args.inflated(out)
+        if self._max and len(out) > self._max:
+            raise CompressionError(f"a message inflates past the {self._max} byte limit")
+        return out

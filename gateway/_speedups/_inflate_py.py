@@ -9,6 +9,7 @@ does not stay pinned per shard.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from . import _args
@@ -23,10 +24,14 @@ KEEP_BUFFER = 64 * 1024
 class ZlibStream:
     """``feed(frame)`` returns the whole inflated message, or None until it is complete."""
 
-    def __init__(self, decompressobj: Any, keep_buffer: int = KEEP_BUFFER) -> None:
+    def __init__(
+        self, decompressobj: Any, keep_buffer: int = KEEP_BUFFER, max_size: int | None = 0
+    ) -> None:
         self._decompress = decompressobj.decompress
         self._buffer = bytearray()
         self._keep = _args.size("keep_buffer", keep_buffer)
+        #: The largest message inflated (0 or None: no limit), against decompression bombs.
+        self._max = min(_args.size("max_size", max_size, none=True), sys.maxsize - 1)
 
     @property
     def buffered(self) -> int:
@@ -44,7 +49,8 @@ class ZlibStream:
         else:
             data = frame  # the usual case: one frame, one message, no copy
         try:
-            out = self._decompress(data)
+            # A cap of max_size + 1 bytes: a decompression bomb never inflates past it.
+            out = self._decompress(data, self._max + 1) if self._max else self._decompress(data)
         except Exception as exc:
             raise CompressionError(f"zlib-stream is corrupt: {exc}") from None
         finally:
@@ -53,4 +59,8 @@ class ZlibStream:
                     self._buffer = bytearray()
                 else:
                     self._buffer.clear()
-        return out if type(out) is bytes else _args.inflated(out)
+        if type(out) is not bytes:
+            out = _args.inflated(out)
+        if self._max and len(out) > self._max:
+            raise CompressionError(f"a message inflates past the {self._max} byte limit")
+        return out
