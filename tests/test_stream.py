@@ -217,3 +217,42 @@ async def test_500_shards_under_trickle_load_deliver_every_event_once_in_order()
             assert seqs == list(range(1, len(seqs) + 1)), number
         assert not emu.violations
         await asyncio.gather(*(s.close() for s in shards))
+
+
+async def test_a_coalescing_stream_wakes_once_for_many_events_and_loses_none() -> None:
+    async with GatewayEmulator(shards=4, guilds=8, identify_window=0, max_concurrency=4,
+                               events_per_second=200, total_events=60) as emu:  # fmt: skip
+        intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_MESSAGE_TYPING
+        config = Config(TOKEN, intents, gateway_url=emu.url, queue=NO_WAIT)
+        shards = create_range(range(4), 4, lambda sid: config)
+        stream = ShardEventStream(shards, coalesce=0.02)
+        seen: dict[int, list[int]] = defaultdict(list)
+        wakes = 0
+        real_release = stream._release
+
+        def counted_release() -> None:
+            nonlocal wakes
+            wakes += 1
+            real_release()
+
+        stream._release = counted_release  # type: ignore[method-assign]
+        async with asyncio.timeout(20):
+            async for shard, item in stream:
+                assert isinstance(item, Event), item
+                if item.sequence is not None:
+                    seen[shard.id.number].append(item.sequence)
+                sessions = list(emu.sessions.values())
+                if len(sessions) == 4 and all(
+                    (s.seq >= 60 or not s.guilds) and seen[s.shard[0]][-1:] == [s.seq]
+                    for s in sessions
+                ):
+                    break
+        events = sum(map(len, seen.values()))
+        for seqs in seen.values():
+            assert seqs == list(range(1, len(seqs) + 1))
+        assert wakes < events / 2  # several events per wake-up
+        await stream.aclose()
+        await asyncio.gather(*(s.close() for s in shards))
+
+    with pytest.raises(ValueError):
+        ShardEventStream(shards, coalesce=-1)
