@@ -60,6 +60,7 @@ from .state import ShardState
 from .stream import ShardEventStream
 
 if TYPE_CHECKING:
+    from .http import GatewayBot
     from .runner import RedisOptions, ShardSpec
 
 __all__ = [
@@ -931,6 +932,16 @@ async def _save_every(shards: list[Shard], store: RedisSessionStore, every: floa
                 break
 
 
+def _limit(bot: GatewayBot) -> dict[str, int]:
+    lim = bot.session_start_limit
+    return {
+        "total": lim.total,
+        "remaining": lim.remaining,
+        "reset_after": int(lim.reset_after * 1000),
+        "max_concurrency": lim.max_concurrency,
+    }
+
+
 async def run_worker(
     config: Config,
     spec: ShardSpec,
@@ -951,13 +962,7 @@ async def run_worker(
 
     async def refresh() -> Mapping[str, Any]:
         fresh = await get_gateway_bot(token, api_base_url=api_url or DEFAULT_API_BASE_URL)
-        lim = fresh.session_start_limit
-        return {
-            "total": lim.total,
-            "remaining": lim.remaining,
-            "reset_after": int(lim.reset_after * 1000),
-            "max_concurrency": lim.max_concurrency,
-        }
+        return _limit(fresh)
 
     if bot is not None:
         lim = bot.session_start_limit
@@ -968,6 +973,11 @@ async def run_worker(
         )  # fmt: skip
     else:
         queue = RedisQueue(client, token, 1, interval=options.identify_interval)
+    if bot is not None:  # this host's reading of the budget, merged into the shared one
+        reading = _limit(bot)
+        await _retrying(
+            "reading the identify budget waits", client, lambda: queue.sync_budget(reading)
+        )
     numbers, total = runner.shard_numbers(spec, bot)
     store = RedisSessionStore(client, token, namespace=str(total), ttl=options.session_ttl)
     saved: dict[int, SavedSession] = await _retrying(
