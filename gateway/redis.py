@@ -535,18 +535,39 @@ class RedisSessionStore:
 
     async def save(self, shard: int, saved: SavedSession) -> None:
         key = self.key(shard)
-        mapping: dict[str | bytes, str | int] = {
-            "session_id": saved.session.session_id,
-            "sequence": saved.session.sequence,
-            "resume_url": saved.resume_url or "",
-        }
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            pipe.hset(key, mapping=_fields(saved))  # type: ignore[arg-type]
             pipe.pexpire(key, int(self.ttl * 1000))
             await pipe.execute()
 
     async def delete(self, shard: int) -> None:
         await self.redis.delete(self.key(shard))
+
+    async def save_many(self, sessions: Mapping[int, SavedSession]) -> None:
+        """Save several shards' sessions in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard, saved in sessions.items():
+                key = self.key(shard)
+                pipe.hset(key, mapping=_fields(saved))  # type: ignore[arg-type]
+                pipe.pexpire(key, int(self.ttl * 1000))
+            await pipe.execute()
+
+    async def touch(self, shards: list[int]) -> None:
+        """Restart the TTL of these shards' saved sessions (a quiet shard's checkpoint must
+        not expire while its session lives).
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                pipe.pexpire(self.key(shard), int(self.ttl * 1000))
+            await pipe.execute()
+
+
+def _fields(saved: SavedSession) -> dict[str, str | int]:
+    return {
+        "session_id": saved.session.session_id,
+        "sequence": saved.session.sequence,
+        "resume_url": saved.resume_url or "",
+    }
 
 
 def _saved(reply: Mapping[bytes, bytes]) -> SavedSession | None:
@@ -915,21 +936,29 @@ async def _retrying(what: str, client: Client, call: Callable[[], Awaitable[Any]
         return result
 
 
-async def _save_every(shards: list[Shard], store: RedisSessionStore, every: float) -> None:
-    """Without --publish: save every shard's session on a cadence (a crash loses at most
-    ``every`` seconds of sequence, which the gateway replays).
+async def _save_every(
+    shards: list[Shard], store: RedisSessionStore, every: float, publishing: bool
+) -> None:
+    """Keep the saved sessions current: without --publish, save every shard's session (a
+    crash loses at most ``every`` seconds of sequence, which the gateway replays); with it,
+    the publishers' checkpoints are exact already, so only their TTL is restarted.
     """
     while True:
         await asyncio.sleep(every)
-        for shard in shards:
-            session = shard.session
-            if session is None:
-                continue
-            try:
-                await store.save(shard.id.number, SavedSession(session, shard.resume_url))
-            except (RedisError, OSError) as exc:
-                log.warning("shard %s: saving the session failed: %s", shard.id, exc)
-                break
+        live = [s for s in shards if s.session is not None]
+        try:
+            if publishing:
+                await store.touch([s.id.number for s in live])
+            else:
+                await store.save_many(
+                    {
+                        s.id.number: SavedSession(s.session, s.resume_url)
+                        for s in live
+                        if s.session is not None
+                    }
+                )
+        except (RedisError, OSError) as exc:
+            log.warning("saving the sessions failed (retried in %.0f s): %s", every, exc)
 
 
 def _limit(bot: GatewayBot) -> dict[str, int]:
@@ -1014,7 +1043,9 @@ async def run_worker(
             ]
             tasks = [asyncio.create_task(p.run()) for p in publishers]
             everything = asyncio.gather(*tasks)
+            keeper = asyncio.create_task(_save_every(shards, store, options.save_every, True))
             await asyncio.wait((everything, stopper), return_when=asyncio.FIRST_COMPLETED)
+            keeper.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(everything, return_exceptions=True)
@@ -1026,7 +1057,7 @@ async def run_worker(
         else:
             stream = ShardEventStream(shards)
             consumer = asyncio.create_task(runner.write_events(stream, fmt, limit, out))
-            saver = asyncio.create_task(_save_every(shards, store, options.save_every))
+            saver = asyncio.create_task(_save_every(shards, store, options.save_every, False))
             try:
                 await asyncio.wait((consumer, stopper), return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -289,3 +289,35 @@ async def test_consumer_group_of_3_one_killed_every_event_acked(tmp_path: Path) 
                     c.kill()
                     await c.wait()
         await client.aclose()
+
+
+async def test_sigterm_closes_with_resume_and_the_next_worker_resumes(tmp_path: Path) -> None:
+    """Without --publish (events to stdout): SIGTERM closes every shard with 4000 (the
+    session stays resumable), saves the sessions, and a new worker resumes them.
+    """
+    async with (
+        RedisServer() as server,
+        GatewayEmulator(
+            shards=2, max_concurrency=2, identify_window=WINDOW, guilds=8,
+            events_per_second=20, session_ttl=60,
+        ) as emu,
+    ):  # fmt: skip
+        client = connect(server.url)
+        args = [worker_args(emu, server.url, "0-1/2", "--save-every", "60")]
+        async with workers(tmp_path, args) as procs:
+            await emu.wait_for(lambda: len(emu.live_connections()) == 2, 30)
+            await emu.wait_for(lambda: all(s.seq > 5 for s in emu.sessions.values()), 30)
+            assert await procs[0].stop(signal.SIGTERM) == 0
+        closes = [r.data for r in emu.closes]
+        assert len(closes) == 2 and all(c == {"code": 4000, "by": "client"} for c in closes)
+        saved = await RedisSessionStore(client, TOKEN, namespace="2").load_many(range(2))
+        assert {s.session.session_id for s in saved.values()} == set(emu.sessions)
+        # The save on SIGTERM, not the cadence (60 s): the sequence is the latest.
+        assert all(s.session.sequence > 5 for s in saved.values())
+
+        async with workers(tmp_path, args) as procs:
+            await emu.wait_for(lambda: len(emu.resumes) == 2, 30)
+            assert len(emu.identifies) == 2 and not emu.violations
+            assert {r.data["session_id"] for r in emu.resumes} == set(emu.sessions)
+            assert await procs[0].stop(signal.SIGTERM) == 0
+        await client.aclose()
