@@ -316,6 +316,7 @@ class RedisQueue:
         self._outage = _Outage(self.redis, "identifies wait (none is sent without Redis)")
         self._budget_warned = False
         self._seeded = False
+        self._reseeding: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.waiting = 0
 
@@ -435,6 +436,12 @@ class RedisQueue:
             self.waiting -= 1
 
     async def _reseed(self) -> None:
+        # Every waiter learns of the loss at once: one of them reads the budget, the rest wait.
+        if self._reseeding is None or self._reseeding.done():
+            self._reseeding = asyncio.ensure_future(self._reseed_once())
+        await asyncio.shield(self._reseeding)
+
+    async def _reseed_once(self) -> None:
         try:
             if self._seeded:
                 log.warning(

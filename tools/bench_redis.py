@@ -1,0 +1,207 @@
+"""Redis coordination, measured: publish throughput and a Redis outage during identifies.
+
+    pip install '.[fast,dev]' && python tools/bench_redis.py [--shards 4] [--events 50000]
+        [--outage 10]
+
+``throughput``: one worker (``python -m gateway run --redis URL``, its own process) against
+the emulator (its own process, firehose: each session's events sent as fast as read) and a
+real Redis. Rows: ``--publish`` (every dispatch XADDed to a stream, checkpoint in the same
+script), and the same run without it (JSON lines to stdout, read by this script and thrown
+away; this path decodes every event and encodes it again, the publish path decodes none).
+Publish time is read off the stream itself (first to last entry id, the Redis server's
+clock); the stdout run is timed from its first line to its last. CPU is the worker's.
+
+``outage``: 16 shards, max_concurrency 1, identify window 0.25 s (queue 0.3 s), emulator
+in this process as referee; Redis is killed after the 3rd IDENTIFY and started again
+(empty) ``--outage`` seconds later. Prints what the log said, the violations (0 expected)
+and the identify gap across the outage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib
+
+from gateway.testing.redis_server import RedisServer
+
+STREAM = "bench:events"
+ALL_INTENTS = "53608447"
+
+
+def _worker_argv(emu: benchlib.Emulator, redis_url: str, shards: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "gateway", "run", "--intents", ALL_INTENTS,
+        "--shards", f"0-{shards - 1}/{shards}", "--api-url", emu.api_url,
+        "--redis", redis_url, "--identify-interval", "0.3", "--log-level", "WARNING", *extra,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**benchlib._env(), "DISCORD_TOKEN": benchlib.TOKEN}
+
+
+def _wait4(proc: subprocess.Popen[Any]) -> float:
+    """Reap ``proc``; its CPU seconds (user + system)."""
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _publish_row(shards: int, events: int) -> dict[str, Any]:
+    from gateway.redis import connect
+
+    total = shards * events
+    async with RedisServer() as server:
+        client = connect(server.url)
+        with benchlib.emulator(
+            shards=shards, max_concurrency=shards, identify_window=0.25, guilds=shards * 8,
+            events_per_second=0, total_events=events, firehose=True,
+        ) as emu:  # fmt: skip
+            argv = _worker_argv(emu, server.url, shards, "--publish", "--stream", STREAM)
+            proc = subprocess.Popen(argv, env=_env(), cwd=benchlib._gateway_home())
+            deadline = time.monotonic() + 600
+            while int(await client.xlen(STREAM)) < total:  # each session ends at seq `events`
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the publishing worker did not finish")
+                await asyncio.sleep(0.2)
+            count = int(await client.xlen(STREAM))
+            first = (await client.xrange(STREAM, count=1))[0][0]
+            last = (await client.xrevrange(STREAM, count=1))[0][0]
+            proc.terminate()
+            cpu = _wait4(proc)
+        await client.aclose()
+    seconds = (int(last.split(b"-")[0]) - int(first.split(b"-")[0])) / 1000
+    return {"run": "--publish (XADD, checkpoint)", "events": count, "seconds": seconds,
+            "events/s": count / seconds, "worker CPU s": cpu}  # fmt: skip
+
+
+def _stdout_row(shards: int, events: int) -> dict[str, Any]:
+    total = shards * events
+    with RedisServerSync() as redis_url, benchlib.emulator(
+        shards=shards, max_concurrency=shards, identify_window=0.25, guilds=shards * 8,
+        events_per_second=0, total_events=events, firehose=True,
+    ) as emu:  # fmt: skip
+        argv = _worker_argv(emu, redis_url, shards)
+        proc = subprocess.Popen(argv, env=_env(), cwd=benchlib._gateway_home(),
+                                stdout=subprocess.PIPE)  # fmt: skip
+        assert proc.stdout is not None
+        count, first, last = 0, 0.0, 0.0
+        for _ in proc.stdout:
+            count += 1
+            if count == 1:
+                first = time.perf_counter()
+            if count >= total:
+                last = time.perf_counter()
+                break
+        proc.terminate()
+        proc.stdout.close()
+        cpu = _wait4(proc)
+    return {"run": "no --publish (JSON lines)", "events": count, "seconds": last - first,
+            "events/s": count / (last - first), "worker CPU s": cpu}  # fmt: skip
+
+
+class RedisServerSync:
+    """A RedisServer for synchronous code."""
+
+    def __enter__(self) -> str:
+        self.server = RedisServer()
+        self.server.start_blocking()
+        return self.server.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.cleanup()
+
+
+def throughput(shards: int, events: int) -> None:
+    rows = [asyncio.run(_publish_row(shards, events)), _stdout_row(shards, events)]
+    print(f"\n## Publish throughput: 1 worker, {shards} shards x {events:,} events (firehose)\n")
+    print(benchlib.table(rows, ["run", "events", "seconds", "events/s", "worker CPU s"]))
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.getMessage()}")
+
+
+async def outage(seconds: float, shards: int = 16) -> None:
+    from gateway import Config, EventType, Shard, ShardId
+    from gateway.http import get_gateway_bot
+    from gateway.redis import RedisQueue
+    from gateway.testing import GatewayEmulator
+
+    lines = _Lines()
+    logging.getLogger("gateway.redis").addHandler(lines)
+    logging.getLogger("gateway.redis").setLevel(logging.INFO)
+    token = benchlib.TOKEN
+    async with (
+        RedisServer() as server,
+        GatewayEmulator(max_concurrency=1, identify_window=0.25, shards=shards) as emu,
+    ):
+
+        async def refresh() -> dict[str, int]:
+            lim = (await get_gateway_bot(token, api_base_url=emu.api_url)).session_start_limit
+            return {"total": lim.total, "remaining": lim.remaining,
+                    "reset_after": int(lim.reset_after * 1000), "max_concurrency": 1}  # fmt: skip
+
+        queue = RedisQueue(server.url, token, 1, interval=0.3, refresh=refresh, retry_max=2.0)
+        config = Config(token, gateway_url=emu.url, queue=queue)
+        fleet = [Shard(ShardId(n, shards), config=config) for n in range(shards)]
+
+        async def ready(shard: Shard) -> None:
+            while (await shard.next_event()).type is not EventType.READY:
+                pass
+
+        tasks = [asyncio.create_task(ready(s)) for s in fleet]
+        await emu.wait_for(lambda: len(emu.identifies) >= 3, 30)
+        await server.stop()
+        down_at = time.monotonic()
+        during = len(emu.identifies)
+        await asyncio.sleep(seconds)  # the outage itself
+        identifies_during = len(emu.identifies) - during
+        await server.start()
+        up_at = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        times = [r.time for r in emu.identifies]
+        gap_after = min(t for t in times if t > up_at) - up_at
+        await asyncio.gather(*(s.close() for s in fleet))
+        await queue.aclose()
+    print(f"\n## Redis stopped {seconds:.0f} s during identifies ({shards} shards, mc 1)\n")
+    print(f"- identifies before the outage: {during}; during it: {identifies_during}")
+    print(f"- first identify {gap_after:.2f} s after Redis came back (empty: one window held)")
+    print(f"- all {len(emu.identifies)} shards READY; violations: {len(emu.violations)}")
+    print(f"- outage {up_at - down_at:.1f} s; what the log said:")
+    for line in lines.lines:
+        print(f"    {line}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--events", type=int, default=50_000, help="per shard")
+    parser.add_argument("--outage", type=float, default=10.0, help="seconds (0: skip)")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    print(benchlib.machine())
+    if not args.skip_throughput:
+        throughput(args.shards, args.events)
+    if args.outage > 0:
+        asyncio.run(outage(args.outage))
+
+
+if __name__ == "__main__":
+    main()
