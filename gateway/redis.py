@@ -116,24 +116,42 @@ def _describe(client: Client) -> str:
 
 
 class _Outage:
-    """One warning when Redis becomes unreachable, one notice when it is back."""
+    """Backoff and logs while Redis cannot be reached: one error when it becomes
+    unreachable, one notice when it is back. A single failure is retried at once, quietly:
+    after a Redis restart, each pooled connection fails once before it reconnects.
+    """
 
-    def __init__(self, client: Client, what: str) -> None:
+    def __init__(
+        self, client: Client, what: str, retry_min: float = 0.05, retry_max: float = 5.0
+    ) -> None:
         self._client = client
         self._what = what
+        self._range = (retry_min, retry_max)
+        self._backoff = retry_min
+        self._strikes = 0
         self._since: float | None = None
 
-    def failed(self, exc: BaseException, retry_in: float) -> None:
+    def failed(self, exc: BaseException) -> float:
+        """Seconds to wait before retrying."""
+        self._strikes += 1
+        if self._strikes == 1:
+            log.debug("Redis call failed (%s: %s); retrying at once", type(exc).__name__, exc)
+            return 0.0
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self._range[1])
         if self._since is None:
             self._since = time.monotonic()
             log.error(
                 "Redis unreachable at %s (%s: %s); %s, retrying with backoff (next in %.2f s)",
-                _describe(self._client), type(exc).__name__, exc, self._what, retry_in,
+                _describe(self._client), type(exc).__name__, exc, self._what, delay,
             )  # fmt: skip
         else:
-            log.debug("Redis still unreachable (%s); retrying in %.2f s", exc, retry_in)
+            log.debug("Redis still unreachable (%s); retrying in %.2f s", exc, delay)
+        return delay
 
     def ok(self) -> None:
+        self._strikes = 0
+        self._backoff = self._range[0]
         if self._since is not None:
             log.warning(
                 "Redis at %s reachable again after %.1f s",
@@ -141,10 +159,6 @@ class _Outage:
                 time.monotonic() - self._since,
             )
             self._since = None
-
-    @property
-    def down(self) -> bool:
-        return self._since is not None
 
 
 # ---- the identify queue ------------------------------------------------------------------
@@ -309,11 +323,12 @@ class RedisQueue:
         self._reset_at = time.monotonic() + reset_after
         self._refresh = refresh
         self._ns = token_namespace(token, prefix)
-        self._retry = (retry_min, retry_max)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._refund = self.redis.register_script(_REFUND)
         self._seed = self.redis.register_script(_SEED)
-        self._outage = _Outage(self.redis, "identifies wait (none is sent without Redis)")
+        self._outage = _Outage(
+            self.redis, "identifies wait (none is sent without Redis)", retry_min, retry_max
+        )
         self._budget_warned = False
         self._seeded = False
         self._reseeding: asyncio.Future[None] | None = None
@@ -389,7 +404,6 @@ class RedisQueue:
         args: list[str | int] = [
             waiter, shard_id, lease, int(self.interval * 1000), int(DAY * 1000),
         ]  # fmt: skip
-        backoff = self._retry[0]
         self.waiting += 1
         try:
             while True:
@@ -401,12 +415,9 @@ class RedisQueue:
                     call.add_done_callback(lambda c: self._after_cancel(c, keys, waiter))
                     raise
                 except _UNREACHABLE as exc:
-                    self._outage.failed(exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._retry[1])
+                    await asyncio.sleep(self._outage.failed(exc))
                     continue
                 self._outage.ok()
-                backoff = self._retry[0]
                 if reply[0] == 1:
                     self._remaining = max(0, self._remaining - 1)
                     log.debug("shard %d: identify permit (server time %d ms)", shard_id, reply[1])
@@ -425,9 +436,10 @@ class RedisQueue:
                         self._budget_warned = True
                 else:
                     self._budget_warned = False
-                # Renew the lease well before it lapses; not first: look again soon.
+                # Renew the lease well before it lapses. Not first, with the window open: the
+                # first waiter is about to take it (or its lease to lapse); look again soon.
                 cap = self.interval / 3
-                floor = min(cap, 0.02) if why == 2 else 0.0
+                floor = min(cap, max(0.02, self.interval / 20)) if why == 2 else 0.0
                 await asyncio.sleep(min(max(wait, floor), cap))
         except asyncio.CancelledError:
             self._spawn(self._forget(keys, waiter))
@@ -766,15 +778,12 @@ class Publisher:
         for item in batch:
             args += (item.session_id, item.sequence, item.name, item.data)
         keys = [self.stream, self._store.key(self.shard.id.number)]
-        backoff = 0.05
         while True:
             try:
                 self.published += int(await self._script(keys=keys, args=args))
             except _UNREACHABLE as exc:
                 # The script is atomic: retrying it is safe (committed items are skipped).
-                self._outage.failed(exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(self._outage.failed(exc))
                 continue
             self._outage.ok()
             return
@@ -877,7 +886,6 @@ async def consume(
     done: list[bytes] = []
     own: bytes | None = b"0"  # our own pending entries first (None once they are drained)
     next_claim = 0.0
-    backoff = 0.05
     try:
         while True:
             try:
@@ -906,12 +914,9 @@ async def consume(
                         own = entries[-1][0] if entries else None
                     batch = _live(entries, done)
             except _UNREACHABLE as exc:
-                outage.failed(exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(outage.failed(exc))
                 continue
             outage.ok()
-            backoff = 0.05
             for entry_id, fields in batch:
                 yield _entry(entry_id, fields)
                 done.append(entry_id)
@@ -930,14 +935,11 @@ async def consume(
 
 async def _retrying(what: str, client: Client, call: Callable[[], Awaitable[Any]]) -> Any:
     outage = _Outage(client, what)
-    backoff = 0.05
     while True:
         try:
             result = await call()
         except _UNREACHABLE as exc:
-            outage.failed(exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(outage.failed(exc))
             continue
         outage.ok()
         return result

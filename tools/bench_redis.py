@@ -69,6 +69,7 @@ async def _publish_row(shards: int, events: int) -> dict[str, Any]:
             events_per_second=0, total_events=events, firehose=True,
         ) as emu:  # fmt: skip
             argv = _worker_argv(emu, server.url, shards, "--publish", "--stream", STREAM)
+            redis_cpu = server.cpu_seconds()
             proc = subprocess.Popen(argv, env=_env(), cwd=benchlib._gateway_home())
             deadline = time.monotonic() + 600
             while int(await client.xlen(STREAM)) < total:  # each session ends at seq `events`
@@ -78,12 +79,14 @@ async def _publish_row(shards: int, events: int) -> dict[str, Any]:
             count = int(await client.xlen(STREAM))
             first = (await client.xrange(STREAM, count=1))[0][0]
             last = (await client.xrevrange(STREAM, count=1))[0][0]
+            redis_cpu = server.cpu_seconds() - redis_cpu
             proc.terminate()
             cpu = _wait4(proc)
         await client.aclose()
     seconds = (int(last.split(b"-")[0]) - int(first.split(b"-")[0])) / 1000
     return {"run": "--publish (XADD, checkpoint)", "events": count, "seconds": seconds,
-            "events/s": count / seconds, "worker CPU s": cpu}  # fmt: skip
+            "events/s": count / seconds, "worker CPU s": cpu,
+            "redis-server CPU s": redis_cpu}  # fmt: skip
 
 
 def _stdout_row(shards: int, events: int) -> dict[str, Any]:
@@ -126,7 +129,8 @@ class RedisServerSync:
 def throughput(shards: int, events: int) -> None:
     rows = [asyncio.run(_publish_row(shards, events)), _stdout_row(shards, events)]
     print(f"\n## Publish throughput: 1 worker, {shards} shards x {events:,} events (firehose)\n")
-    print(benchlib.table(rows, ["run", "events", "seconds", "events/s", "worker CPU s"]))
+    columns = ["run", "events", "seconds", "events/s", "worker CPU s", "redis-server CPU s"]
+    print(benchlib.table(rows, columns))
 
 
 class _Lines(logging.Handler):
