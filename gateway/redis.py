@@ -405,13 +405,15 @@ class RedisQueue:
             waiter, shard_id, lease, int(self.interval * 1000), int(DAY * 1000),
         ]  # fmt: skip
         self.waiting += 1
+        in_call = False
         try:
             while True:
                 call = asyncio.ensure_future(self._acquire(keys=keys, args=args))
                 try:
                     reply = await asyncio.shield(call)
                 except asyncio.CancelledError:
-                    # The script may still run: if it grants, give the permit back.
+                    # The script may still run (and register or grant): clean up after it.
+                    in_call = True
                     call.add_done_callback(lambda c: self._after_cancel(c, keys, waiter))
                     raise
                 except _UNREACHABLE as exc:
@@ -423,7 +425,10 @@ class RedisQueue:
                     log.debug("shard %d: identify permit (server time %d ms)", shard_id, reply[1])
                     return
                 if reply[0] == -1:
-                    await self._reseed()
+                    try:
+                        await self._reseed()
+                    except _UNREACHABLE as exc:
+                        await asyncio.sleep(self._outage.failed(exc))
                     continue
                 wait, why = int(reply[1]) / 1000, int(reply[2])
                 if why == 1:
@@ -442,7 +447,8 @@ class RedisQueue:
                 floor = min(cap, max(0.02, self.interval / 20)) if why == 2 else 0.0
                 await asyncio.sleep(min(max(wait, floor), cap))
         except asyncio.CancelledError:
-            self._spawn(self._forget(keys, waiter))
+            if not in_call:
+                self._spawn(self._forget(keys, waiter))
             raise
         finally:
             self.waiting -= 1
@@ -473,10 +479,11 @@ class RedisQueue:
 
     def _after_cancel(self, call: asyncio.Future[Any], keys: list[str], waiter: str) -> None:
         if call.cancelled() or call.exception() is not None:
-            return
-        reply = call.result()
-        if reply[0] == 1:
-            self._spawn(self._give_back(keys, waiter, int(reply[1])))
+            self._spawn(self._forget(keys, waiter))
+        elif call.result()[0] == 1:
+            self._spawn(self._give_back(keys, waiter, int(call.result()[1])))
+        else:
+            self._spawn(self._forget(keys, waiter))
 
     async def _give_back(self, keys: list[str], waiter: str, granted_at: int) -> None:
         with contextlib.suppress(RedisError, OSError):
@@ -655,12 +662,9 @@ def split_dispatch(payload: bytes) -> tuple[str, int, bytes] | None:
     return t, s, codec.dumps(body.get("d")).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    session_id: str
-    sequence: int
-    name: str  # "" when only the checkpoint moves
-    data: bytes
+#: A dispatch waiting to be committed: session id, sequence, name ("" when only the
+#: checkpoint moves), raw d. A plain tuple: the publish script's arguments, in order.
+_Pending = tuple[str, int, str, bytes]
 
 
 class Publisher:
@@ -688,7 +692,7 @@ class Publisher:
         maxlen: int = 0,
         wanted: EventTypeFlags | None = None,
         saved: SavedSession | None = None,
-        max_batch: int = 512,
+        max_batch: int = 2048,
         max_pending: int = 10_000,
     ) -> None:
         self.shard = shard
@@ -743,9 +747,9 @@ class Publisher:
             if self._session_id is None:
                 continue  # cannot happen with a well-behaved gateway
             if self._is_wanted(name):
-                self._batch.append(_Pending(self._session_id, seq, name, data))
+                self._batch.append((self._session_id, seq, name, data))
             else:
-                self._batch.append(_Pending(self._session_id, seq, "", b""))
+                self._batch.append((self._session_id, seq, "", b""))
             if self._committer is None:
                 self._committer = asyncio.create_task(self._commit_all())
             elif len(self._batch) >= self._max_pending:
@@ -776,7 +780,7 @@ class Publisher:
             self._resume_url or "",
         ]
         for item in batch:
-            args += (item.session_id, item.sequence, item.name, item.data)
+            args += item
         keys = [self.stream, self._store.key(self.shard.id.number)]
         while True:
             try:

@@ -220,6 +220,27 @@ async def test_redis_outage_during_identifies_is_safe_and_recovers(
         await q.aclose()
 
 
+async def test_redis_down_at_start_is_one_clear_error_then_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "gateway.redis")
+    server = RedisServer()  # not started yet
+    q = RedisQueue(server.url, TOKEN, 1, interval=0.2, settle=0, retry_max=0.1)
+    waiter = asyncio.create_task(q.acquire(0))
+    try:
+        await until(lambda: "Redis unreachable at redis://127.0.0.1:" in caplog.text)
+        await until(lambda: q._outage._backoff >= 0.1)  # a few retries, each failed
+        assert not waiter.done()
+        assert caplog.text.count("Redis unreachable") == 1  # one error, not one per retry
+        await server.start()
+        await asyncio.wait_for(waiter, 5)
+        assert "reachable again" in caplog.text
+    finally:
+        waiter.cancel()
+        await q.aclose()
+        await asyncio.to_thread(server.cleanup)
+
+
 async def _ready(shard: Shard) -> None:
     while (await shard.next_event()).type is not EventType.READY:
         pass
@@ -295,11 +316,11 @@ async def test_publish_adds_each_session_sequence_once(client: Client) -> None:
     from gateway.redis import _Pending
 
     def batch(sid: str, seqs: range) -> list[_Pending]:
-        return [_Pending(sid, s, "MESSAGE_CREATE", b'{"n":%d}' % s) for s in seqs]
+        return [(sid, s, "MESSAGE_CREATE", b'{"n":%d}' % s) for s in seqs]
 
     await pub._commit(batch("A", range(1, 6)))
     await pub._commit(batch("A", range(3, 9)))  # a resumed worker sees 3-5 again
-    await pub._commit([_Pending("A", 9, "", b"")])  # unwanted: only the checkpoint moves
+    await pub._commit([("A", 9, "", b"")])  # unwanted: only the checkpoint moves
     await pub._commit(batch("B", range(1, 3)))  # a new session starts over at 1
     entries = await client.xrange("s")
     seen = [(f[b"session"], int(f[b"s"])) for _, f in entries]
