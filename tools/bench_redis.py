@@ -8,9 +8,10 @@ the emulator (its own process, firehose: each session's events sent as fast as r
 real Redis. Rows: ``--publish`` (every dispatch XADDed to a stream, checkpoint in the same
 script), and the same run without it (JSON lines to stdout, read by this script and thrown
 away; this path decodes every event and encodes it again, the publish path decodes none).
-Rates are over the last 90% of the events (the first 10% hold READY, the GUILD_CREATEs and
-the emulator building its burst): stream length polled every 20 ms, or lines read. CPU
-seconds are the whole worker's and redis-server's.
+One emulator and one Redis (flushed before each run) serve a warm-up run (the emulator
+builds and caches its bursts) and then two runs of each kind, alternated. Rates are over
+the last 90% of each run's events (stream length polled every 20 ms, or lines read); CPU
+seconds are the whole worker process's and redis-server's during the run.
 
 ``outage``: 16 shards, max_concurrency 1, identify window 0.25 s (queue 0.3 s), emulator
 in this process as referee; Redis is killed after the 3rd IDENTIFY and started again
@@ -59,78 +60,65 @@ def _wait4(proc: subprocess.Popen[Any]) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _publish_row(shards: int, events: int) -> dict[str, Any]:
-    from gateway.redis import connect
+def _run(emu: benchlib.Emulator, server: RedisServer, shards: int, events: int,
+         publish: bool) -> dict[str, Any]:  # fmt: skip
+    """One worker run; the rate over its last 90% of events."""
+    import redis
 
     total = shards * events
-    async with RedisServer() as server:
-        client = connect(server.url)
+    client = redis.Redis.from_url(server.url)
+    client.flushall()  # no saved session: every run identifies and gets the whole burst
+    extra = ["--publish", "--stream", STREAM] if publish else []
+    redis_cpu = server.cpu_seconds()
+    proc = subprocess.Popen(
+        _worker_argv(emu, server.url, shards, *extra), env=_env(),
+        cwd=benchlib._gateway_home(), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 600
+    start: tuple[float, int] | None = None
+    count = 0
+    if publish:
+        while (count := int(client.xlen(STREAM))) < total:  # type: ignore[arg-type]
+            if start is None and count >= total // 10:
+                start = time.perf_counter(), count
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the publishing worker did not finish")
+            time.sleep(0.02)  # polling the stream's length
+    else:
+        for _ in proc.stdout:
+            count += 1
+            if count == total // 10:
+                start = time.perf_counter(), count
+            if count >= total:
+                break
+    end = time.perf_counter()
+    assert start is not None, "too few events to time"
+    redis_cpu = server.cpu_seconds() - redis_cpu
+    proc.terminate()
+    proc.stdout.close()
+    cpu = _wait4(proc)
+    client.close()
+    return {
+        "run": "--publish (XADD, checkpoint)" if publish else "no --publish (JSON lines)",
+        "events": count, "seconds": end - start[0],
+        "events/s": (count - start[1]) / (end - start[0]), "worker CPU s": cpu,
+        "redis-server CPU s": redis_cpu,
+    }  # fmt: skip
+
+
+def throughput(shards: int, events: int) -> None:
+    server = RedisServer()
+    server.start_blocking()
+    try:
         with benchlib.emulator(
             shards=shards, max_concurrency=shards, identify_window=0.25, guilds=shards * 8,
             events_per_second=0, total_events=events, firehose=True,
         ) as emu:  # fmt: skip
-            argv = _worker_argv(emu, server.url, shards, "--publish", "--stream", STREAM)
-            redis_cpu = server.cpu_seconds()
-            proc = subprocess.Popen(argv, env=_env(), cwd=benchlib._gateway_home())
-            deadline = time.monotonic() + 600
-            start = None
-            while (count := int(await client.xlen(STREAM))) < total:
-                if start is None and count >= total // 10:
-                    start = time.perf_counter(), count
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the publishing worker did not finish")
-                await asyncio.sleep(0.02)
-            end = time.perf_counter()
-            assert start is not None, "too few events to time"
-            redis_cpu = server.cpu_seconds() - redis_cpu
-            proc.terminate()
-            cpu = _wait4(proc)
-        await client.aclose()
-    seconds = end - start[0]
-    return {"run": "--publish (XADD, checkpoint)", "events": count, "seconds": seconds,
-            "events/s": (count - start[1]) / seconds, "worker CPU s": cpu,
-            "redis-server CPU s": redis_cpu}  # fmt: skip
-
-
-def _stdout_row(shards: int, events: int) -> dict[str, Any]:
-    total = shards * events
-    with RedisServerSync() as redis_url, benchlib.emulator(
-        shards=shards, max_concurrency=shards, identify_window=0.25, guilds=shards * 8,
-        events_per_second=0, total_events=events, firehose=True,
-    ) as emu:  # fmt: skip
-        argv = _worker_argv(emu, redis_url, shards)
-        proc = subprocess.Popen(argv, env=_env(), cwd=benchlib._gateway_home(),
-                                stdout=subprocess.PIPE)  # fmt: skip
-        assert proc.stdout is not None
-        count, first, last = 0, 0.0, 0.0
-        for _ in proc.stdout:
-            count += 1
-            if count == total // 10:
-                first = time.perf_counter()
-            if count >= total:
-                last = time.perf_counter()
-                break
-        proc.terminate()
-        proc.stdout.close()
-        cpu = _wait4(proc)
-    return {"run": "no --publish (JSON lines)", "events": count, "seconds": last - first,
-            "events/s": (count - total // 10) / (last - first), "worker CPU s": cpu}  # fmt: skip
-
-
-class RedisServerSync:
-    """A RedisServer for synchronous code."""
-
-    def __enter__(self) -> str:
-        self.server = RedisServer()
-        self.server.start_blocking()
-        return self.server.url
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.cleanup()
-
-
-def throughput(shards: int, events: int) -> None:
-    rows = [asyncio.run(_publish_row(shards, events)), _stdout_row(shards, events)]
+            _run(emu, server, shards, events, False)  # warm-up: the emulator builds its bursts
+            rows = [_run(emu, server, shards, events, p) for p in (True, False, True, False)]
+    finally:
+        server.cleanup()
     print(f"\n## Publish throughput: 1 worker, {shards} shards x {events:,} events (firehose)\n")
     columns = ["run", "events", "seconds", "events/s", "worker CPU s", "redis-server CPU s"]
     print(benchlib.table(rows, columns))
