@@ -351,3 +351,22 @@ async def test_consume_reclaims_what_a_dead_consumer_left(client: Client) -> Non
     # one the loop broke on.
     assert sorted(seen) == list(range(30))
     assert (await client.xpending("ev", "g"))["pending"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--publish"], "--publish needs --redis URL"),
+        (["--redis", "redis://127.0.0.1:1/0", "--session-ttl", "0"], "must be > 0"),
+        (["--redis", "redis://127.0.0.1:1/0", "--maxlen", "-1"], "--maxlen must be >= 0"),
+    ],
+)
+def test_run_rejects_bad_redis_flags(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from gateway.cli import main
+
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    assert main(["run", "--intents", "GUILDS", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and TOKEN not in err
