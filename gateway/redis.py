@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -92,9 +94,15 @@ Client = aioredis.Redis
 
 
 def connect(url: str, **options: Any) -> Client:
-    """A redis-py asyncio client for ``url`` (``redis://host:port/db``), bytes replies."""
+    """A redis-py asyncio client for ``url`` (``redis://host:port/db``), bytes replies.
+
+    A command that fails on a connection is retried once on a new one: after a Redis
+    restart every pooled connection is dead, which is no outage.
+    """
     options.setdefault("socket_connect_timeout", 2.0)
     options.setdefault("socket_timeout", 5.0)
+    options.setdefault("retry", Retry(NoBackoff(), 1))
+    options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
     return aioredis.Redis.from_url(url, **options)
 
 
