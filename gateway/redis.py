@@ -54,7 +54,7 @@ from .config import Config, normalize_token
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
 from .events import EventType, EventTypeFlags
 from .message import Close
-from .queue import DAY, IDENTIFY_INTERVAL
+from .queue import DAY, IDENTIFY_INTERVAL, IDENTIFY_MARGIN
 from .session import SavedSession, Session
 from .shard import Shard
 from .shard_id import ShardId
@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from .runner import RedisOptions, ShardSpec
 
 __all__ = [
+    "Client",
+    "LimitSource",
     "DEFAULT_PREFIX",
     "DEFAULT_STREAM",
     "RESUMABLE_WINDOW",
@@ -90,6 +92,7 @@ RESUMABLE_WINDOW = 180.0
 #: Errors that mean "Redis cannot be reached right now": retried with backoff.
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
+#: redis-py's asyncio client (``redis.asyncio.Redis``): what every class here takes, or a URL.
 Client = aioredis.Redis
 
 
@@ -279,7 +282,8 @@ class RedisQueue:
     """The identify queue of every process and host that shares the Redis and the token.
 
     Same contract as :class:`~gateway.queue.InMemoryQueue`, across processes: one permit per
-    bucket per ``interval`` seconds, to the lowest waiting shard of the bucket; one shared
+    bucket per ``interval`` seconds plus the same :data:`~gateway.queue.IDENTIFY_MARGIN`
+    (5.25 s by default), to the lowest waiting shard of the bucket; one shared
     daily budget (``total``/``remaining``/``reset_after`` seconds, from ``/gateway/bot``;
     when spent, identifies wait for the reset). Each waiter holds a lease of one ``interval``
     that it renews while it waits: a waiter cancelled, or whose process died, stops blocking
@@ -409,9 +413,8 @@ class RedisQueue:
         keys = self._keys(shard_id % self.max_concurrency)
         waiter = f"{shard_id}:{secrets.token_hex(6)}"
         lease = max(1, int(self.interval * 1000))
-        args: list[str | int] = [
-            waiter, shard_id, lease, int(self.interval * 1000), int(DAY * 1000),
-        ]  # fmt: skip
+        spacing = int(self.interval * (1 + IDENTIFY_MARGIN) * 1000)
+        args: list[str | int] = [waiter, shard_id, lease, spacing, int(DAY * 1000)]
         self.waiting += 1
         in_call = False
         try:
@@ -576,15 +579,6 @@ class RedisSessionStore:
 
     async def delete(self, shard: int) -> None:
         await self.redis.delete(self.key(shard))
-
-    async def save_many(self, sessions: Mapping[int, SavedSession]) -> None:
-        """Save several shards' sessions in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard, saved in sessions.items():
-                key = self.key(shard)
-                pipe.hset(key, mapping=_fields(saved))  # type: ignore[arg-type]
-                pipe.pexpire(key, int(self.ttl * 1000))
-            await pipe.execute()
 
     async def touch(self, shards: list[int]) -> None:
         """Restart the TTL of these shards' saved sessions (a quiet shard's checkpoint must
@@ -807,8 +801,9 @@ async def close_for_handover(
     publishers: list[Publisher] | None = None,
 ) -> None:
     """Stop a worker so that another resumes its shards: flush the publishers, close every
-    shard with ``CloseFrame.RESUME`` and save its session (unless a publisher's checkpoint,
-    exact by construction, already holds it).
+    shard with ``CloseFrame.RESUME`` and save its session, unless the shard's own
+    ``Config.session_store`` hook does, or a publisher's checkpoint (exact by construction)
+    already holds it.
     """
     if publishers:
         await asyncio.gather(*(p.flush() for p in publishers))
@@ -816,7 +811,7 @@ async def close_for_handover(
     if publishers:
         return
     for shard, session in zip(shards, sessions, strict=True):
-        if session is not None:
+        if session is not None and shard.config.session_store is None:
             await store.save(shard.id.number, SavedSession(session, shard.resume_url))
 
 
@@ -957,29 +952,16 @@ async def _retrying(what: str, client: Client, call: Callable[[], Awaitable[Any]
         return result
 
 
-async def _save_every(
-    shards: list[Shard], store: RedisSessionStore, every: float, publishing: bool
-) -> None:
-    """Keep the saved sessions current: without --publish, save every shard's session (a
-    crash loses at most ``every`` seconds of sequence, which the gateway replays); with it,
-    the publishers' checkpoints are exact already, so only their TTL is restarted.
+async def _keep_alive(shards: list[Shard], store: RedisSessionStore, every: float) -> None:
+    """Restart the TTL of every live shard's saved session on a cadence: the checkpoint of a
+    quiet shard (no event, so no save) must not expire while its session lives.
     """
     while True:
         await asyncio.sleep(every)
-        live = [s for s in shards if s.session is not None]
         try:
-            if publishing:
-                await store.touch([s.id.number for s in live])
-            else:
-                await store.save_many(
-                    {
-                        s.id.number: SavedSession(s.session, s.resume_url)
-                        for s in live
-                        if s.session is not None
-                    }
-                )
+            await store.touch([s.id.number for s in shards if s.session is not None])
         except (RedisError, OSError) as exc:
-            log.warning("saving the sessions failed (retried in %.0f s): %s", every, exc)
+            log.warning("refreshing the saved sessions failed (retried in %.0f s): %s", every, exc)
 
 
 def _limit(bot: GatewayBot) -> dict[str, int]:
@@ -1034,6 +1016,13 @@ async def run_worker(
         "loading the saved sessions waits", client, lambda: store.load_many(numbers)
     )
     config = dataclasses.replace(config, queue=queue)
+    if not options.publish:
+        # The shard's own hook saves (on a cadence, on close(RESUME)) and deletes (when the
+        # session ends). Not with --publish: the publisher's checkpoint, committed with
+        # the XADDs, is the one to resume from; the shard's view can run ahead of it.
+        config = dataclasses.replace(
+            config, session_store=store, session_save_interval=options.save_every
+        )
     shards = [
         Shard(ShardId(n, total), config=runner.with_sessions(config, saved.get(n))) for n in numbers
     ]
@@ -1064,7 +1053,7 @@ async def run_worker(
             ]
             tasks = [asyncio.create_task(p.run()) for p in publishers]
             everything = asyncio.gather(*tasks)
-            keeper = asyncio.create_task(_save_every(shards, store, options.save_every, True))
+            keeper = asyncio.create_task(_keep_alive(shards, store, options.save_every))
             await asyncio.wait((everything, stopper), return_when=asyncio.FIRST_COMPLETED)
             keeper.cancel()
             for task in tasks:
@@ -1078,7 +1067,7 @@ async def run_worker(
         else:
             stream = ShardEventStream(shards)
             consumer = asyncio.create_task(runner.write_events(stream, fmt, limit, out))
-            saver = asyncio.create_task(_save_every(shards, store, options.save_every, False))
+            saver = asyncio.create_task(_keep_alive(shards, store, options.save_every))
             try:
                 await asyncio.wait((consumer, stopper), return_when=asyncio.FIRST_COMPLETED)
             finally:

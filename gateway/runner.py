@@ -138,7 +138,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="seconds a saved session outlives its last save (default 180)",
     )
     r.add_argument("--save-every", type=float, default=5.0,
-                   help="seconds between session saves without --publish (default 5)")  # fmt: skip
+                   help="seconds between session saves and TTL refreshes (default 5)")  # fmt: skip
     p.set_defaults(func=_main)
 
 

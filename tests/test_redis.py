@@ -260,6 +260,9 @@ async def test_session_store_round_trip_with_ttl(client: Client) -> None:
     assert 0 < await client.pttl(store.key(3)) <= 30_000
     # Another shard set (a reshard) never sees these sessions.
     assert await RedisSessionStore(client, TOKEN, namespace="32").load(3) is None
+    await client.pexpire(store.key(3), 1000)
+    await store.touch([3])  # a quiet shard's checkpoint is kept alive
+    assert await client.pttl(store.key(3)) > 1000
     await store.delete(3)
     assert await store.load(3) is None
     keys = [k.decode() for k in await client.keys("*")]
