@@ -40,7 +40,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import ReadOnlyError, RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -89,8 +89,9 @@ DEFAULT_STREAM = "gateway:events"
 #: resumable for "a few minutes" (protocol.md 5.2): past that, a resume fails anyway.
 RESUMABLE_WINDOW = 180.0
 
-#: Errors that mean "Redis cannot be reached right now": retried with backoff.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Errors that mean "Redis cannot serve us right now" (down, loading, a replica during a
+#: failover): retried with backoff.
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
 #: redis-py's asyncio client (``redis.asyncio.Redis``): what every class here takes, or a URL.
 Client = aioredis.Redis
@@ -744,8 +745,9 @@ class Publisher:
             name, seq, data = parts
             if name == "READY":
                 ready = codec.loads(data)
-                self._session_id = str(ready["session_id"])
-                self._resume_url = ready.get("resume_gateway_url") or None
+                if isinstance(ready, dict) and isinstance(ready.get("session_id"), str):
+                    self._session_id = ready["session_id"]
+                    self._resume_url = ready.get("resume_gateway_url") or None
             if self._session_id is None:
                 continue  # cannot happen with a well-behaved gateway
             if self._is_wanted(name):
@@ -1083,6 +1085,9 @@ async def run_worker(
                 fatal = fatal or (shard.id, "fatally closed")
     finally:
         stopper.cancel()
+        # A crash above (a bug, or Redis refusing writes) still leaves resumable sessions.
+        left = [s for s in shards if s.state not in (ShardState.CLOSED, ShardState.FATALLY_CLOSED)]
+        await asyncio.gather(*(s.close(CloseFrame.RESUME) for s in left), return_exceptions=True)
         await queue.aclose()
     if fatal is not None:
         print(f"error: shard {fatal[0]}: {fatal[1]}", file=sys.stderr)
