@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -326,3 +327,18 @@ async def test_sigterm_closes_with_resume_and_the_next_worker_resumes(tmp_path: 
             assert {r.data["session_id"] for r in emu.resumes} == set(emu.sessions)
             assert await procs[0].stop(signal.SIGTERM) == 0
         await client.aclose()
+
+
+@pytest.mark.timeout(120)
+def test_bench_redis_runs_small() -> None:
+    tool = Path(__file__).resolve().parent.parent / "tools" / "bench_redis.py"
+    env, home = child_env()
+    done = subprocess.run(
+        [sys.executable, str(tool), "--shards", "1", "--events", "1000", "--outage", "0.3",
+         "--outage-shards", "4"],
+        capture_output=True, text=True, timeout=110, env=env, cwd=home,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("--publish (XADD, checkpoint)") == 2
+    assert "all 4 shards READY; violations: 0" in done.stdout
+    assert "Redis unreachable" in done.stdout and "reachable again" in done.stdout
