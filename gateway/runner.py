@@ -4,6 +4,12 @@ The token comes from ``DISCORD_TOKEN`` (never from the command line, where ``ps`
 it). Each event is one line ``{"shard": N, "t": name, "s": seq, "d": data}``; logs go to
 stderr. A missing token, bad intents or a fatal close code gives one line on stderr and a
 non-zero exit status (2: usage, 1: the gateway refused us).
+
+With ``--redis URL`` the process is one worker of many (``--shards A-B/T`` each): identifies
+go through the cluster-wide :class:`gateway.redis.RedisQueue`, sessions are saved in Redis
+and resumed at the next start (even after ``kill -9``), and SIGTERM closes every shard with
+``CloseFrame.RESUME`` and saves its session. ``--publish`` sends each wanted dispatch to a
+Redis Stream instead of stdout (see :class:`gateway.redis.Publisher`).
 """
 
 from __future__ import annotations
@@ -26,14 +32,15 @@ from .cli import add_loop_argument, loop_name, run_on_loop
 from .config import Config
 from .errors import GatewayError, ReceiveMessageError
 from .events import Event, EventType, EventTypeFlags
-from .http import DEFAULT_API_BASE_URL, get_gateway_bot
+from .http import DEFAULT_API_BASE_URL, GatewayBot, get_gateway_bot
 from .intents import Intents
-from .queue import InMemoryQueue
+from .queue import IDENTIFY_INTERVAL, InMemoryQueue
+from .session import SavedSession
 from .shard import Shard
 from .shard_id import ShardId
 from .stream import ShardEventStream, create_range, queue_for
 
-__all__ = ["register", "ShardSpec", "parse_shards", "run"]
+__all__ = ["register", "RedisOptions", "ShardSpec", "parse_shards", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,19 @@ class ShardSpec:
     @property
     def auto(self) -> bool:
         return self.total is None
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """``--redis`` and friends: where the cluster's queue, sessions and stream live."""
+
+    url: str
+    publish: bool = False
+    stream: str = "gateway:events"
+    maxlen: int = 1_000_000
+    identify_interval: float = IDENTIFY_INTERVAL
+    session_ttl: float = 180.0
+    save_every: float = 5.0
 
 
 def parse_shards(text: str) -> ShardSpec:
@@ -85,6 +105,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, default=None, help="exit 0 after this many events")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     add_loop_argument(p)
+    r = p.add_argument_group("several processes or hosts (gateway[redis])")
+    r.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="coordinate through Redis (redis://host:port/db): shared identify "
+        "queue, sessions resumed across restarts",
+    )
+    r.add_argument(
+        "--publish",
+        action="store_true",
+        help="with --redis: add each wanted dispatch to a Redis Stream, not stdout",
+    )
+    r.add_argument("--stream", default="gateway:events", help="stream name (--publish)")
+    r.add_argument(
+        "--maxlen",
+        type=int,
+        default=1_000_000,
+        help="approximate stream length cap (0: none; default 1000000)",
+    )
+    r.add_argument(
+        "--identify-interval",
+        type=float,
+        default=IDENTIFY_INTERVAL,
+        help="seconds between identifies of one bucket (default 5)",
+    )
+    r.add_argument(
+        "--session-ttl",
+        type=float,
+        default=180.0,
+        help="seconds a saved session outlives its last save (default 180)",
+    )
+    r.add_argument("--save-every", type=float, default=5.0,
+                   help="seconds between session saves and TTL refreshes (default 5)")  # fmt: skip
     p.set_defaults(func=_main)
 
 
@@ -102,6 +156,7 @@ def _main(args: argparse.Namespace) -> int:
         wanted = EventTypeFlags.parse(args.events) if args.events else None
         spec = parse_shards(args.shards)
         config = Config(token, intents, gateway_url=args.gateway_url or "wss://gateway.discord.gg")
+        redis = _redis_options(args)
     except ValueError as exc:
         return _fail(str(exc))
     logging.basicConfig(
@@ -111,10 +166,26 @@ def _main(args: argparse.Namespace) -> int:
     )
     try:
         return run_on_loop(
-            lambda: run(config, spec, wanted, args.format, args.limit, args.api_url), args.loop
+            lambda: run(config, spec, wanted, args.format, args.limit, args.api_url, redis=redis),
+            args.loop,
         )
     except GatewayError as exc:
         return _fail(str(exc), 1)
+
+
+def _redis_options(args: argparse.Namespace) -> RedisOptions | None:
+    if args.redis is None:
+        if args.publish:
+            raise ValueError("--publish needs --redis URL")
+        return None
+    if args.identify_interval <= 0 or args.session_ttl <= 0 or args.save_every <= 0:
+        raise ValueError("--identify-interval, --session-ttl and --save-every must be > 0")
+    if args.maxlen < 0:
+        raise ValueError("--maxlen must be >= 0")
+    return RedisOptions(
+        args.redis, args.publish, args.stream, args.maxlen, args.identify_interval,
+        args.session_ttl, args.save_every,
+    )  # fmt: skip
 
 
 async def run(
@@ -125,9 +196,15 @@ async def run(
     limit: int | None = None,
     api_url: str | None = None,
     out: TextIO = sys.stdout,
+    *,
+    redis: RedisOptions | None = None,
 ) -> int:
     """Run the shards, write events to ``out``; returns the exit status."""
     log.info("event loop: %s", loop_name())
+    if redis is not None:
+        from .redis import run_worker
+
+        return await run_worker(config, spec, wanted, fmt, limit, api_url, out, redis)
     shards = await _create(config, spec, wanted, api_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,7 +212,7 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
     stream = ShardEventStream(shards)
-    consumer = asyncio.create_task(_write(stream, fmt, limit, out))
+    consumer = asyncio.create_task(write_events(stream, fmt, limit, out))
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait((consumer, stopper), return_when=asyncio.FIRST_COMPLETED)
@@ -155,24 +232,45 @@ async def run(
 async def _create(
     config: Config, spec: ShardSpec, wanted: EventTypeFlags | None, api_url: str | None
 ) -> list[Shard]:
+    config, bot = await _discover(config, wanted, api_url)
+    config = dataclasses.replace(config, queue=queue_for(bot) if bot else InMemoryQueue(1))
+    numbers, total = shard_numbers(spec, bot)
+    return create_range(numbers, total, lambda sid: config)
+
+
+async def _discover(
+    config: Config, wanted: EventTypeFlags | None, api_url: str | None
+) -> tuple[Config, GatewayBot | None]:
+    """The config with the event filter and gateway URL; ``/gateway/bot`` unless the
+    gateway URL was given without an API URL.
+    """
     if wanted is not None:
         config = dataclasses.replace(config, event_types=wanted | EventTypeFlags.GATEWAY_CLOSE)
     custom_url = config.gateway_url != "wss://gateway.discord.gg"
     if api_url or not custom_url:
         bot = await get_gateway_bot(config.token, api_base_url=api_url or DEFAULT_API_BASE_URL)
         url = config.gateway_url if custom_url else bot.url
-        config = dataclasses.replace(config, queue=queue_for(bot), gateway_url=url)
-        total = bot.shards
-    else:
-        config = dataclasses.replace(config, queue=InMemoryQueue(1))
-        total = 1
+        return dataclasses.replace(config, gateway_url=url), bot
+    return config, None
+
+
+def shard_numbers(spec: ShardSpec, bot: GatewayBot | None) -> tuple[range, int]:
+    """The shard numbers to run and the total, from ``spec`` or Discord's count."""
     if not spec.auto:
         assert spec.start is not None and spec.stop is not None and spec.total is not None
-        return create_range(range(spec.start, spec.stop), spec.total, lambda sid: config)
-    return create_range(range(total), total, lambda sid: config)
+        return range(spec.start, spec.stop), spec.total
+    total = bot.shards if bot else 1
+    return range(total), total
 
 
-async def _write(
+def with_sessions(config: Config, saved: SavedSession | None) -> Config:
+    """``config`` resuming ``saved`` (as is without one)."""
+    if saved is None:
+        return config
+    return dataclasses.replace(config, session=saved.session, resume_url=saved.resume_url)
+
+
+async def write_events(
     stream: ShardEventStream, fmt: str, limit: int | None, out: TextIO
 ) -> tuple[ShardId, str] | None:
     """Write events until ``limit``; return (shard, reason) on a fatal close."""
