@@ -61,6 +61,9 @@ LIVENESS_DELAY = 0.05
 #: The identify queue failed: seconds before retrying (full jitter up to this, doubling).
 _QUEUE_RETRY = (1.0, 60.0)
 
+#: Seconds after which an unchanged session is saved again (stores expire sessions).
+_RESAVE_UNCHANGED = 60.0
+
 _CONNECT_ERRORS = (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI)
 
 
@@ -736,8 +739,8 @@ class Shard:
         if session is None:
             return
         saved = SavedSession(session, self._protocol.resume_url)
-        if saved == self._saved:
-            return
+        if saved == self._saved and now - self._last_save < _RESAVE_UNCHANGED:
+            return  # unchanged: re-saved now and then, so a store's TTL does not expire it
         self._last_save = now
         assert self._loop is not None
         self._save_task = self._loop.create_task(self._save(saved))
