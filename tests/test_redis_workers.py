@@ -168,9 +168,16 @@ async def test_64_shards_on_4_workers_then_kill_9_and_resume_exactly_once(
             victim = procs[1]
             assert await victim.stop(signal.SIGKILL) == -signal.SIGKILL
             before = await store.load_many(range(16, 32))
+            # While the worker is dead the gateway goes on (into the replay buffer): the
+            # resume must replay what was never published, exactly once.
+            for saved in before.values():
+                session = emu.sessions[saved.session.session_id]
+                if session.guilds:
+                    guild = str(session.guilds[0])
+                    await emu.dispatch("MESSAGE_CREATE", {"guild_id": guild}, session=session)
             assert any(
                 emu.sessions[s.session.session_id].seq > s.session.sequence for s in before.values()
-            )  # the gateway has sent what was never published: the resume must replay it
+            )
             identifies_before, resumes_before = len(emu.identifies), len(emu.resumes)
             await victim.start()
             checkpoint = {s.session.session_id: s.session.sequence for s in before.values()}
