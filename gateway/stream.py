@@ -137,6 +137,7 @@ class _ShardStream(Generic[T]):
         self._waiter: asyncio.Future[None] | None = None
         self._started = False
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def shards(self) -> list[Shard]:
@@ -150,6 +151,8 @@ class _ShardStream(Generic[T]):
 
     def _start(self) -> None:
         self._started = True
+        # Kept: asyncio.get_running_loop() is a getpid() syscall per call.
+        self._loop = asyncio.get_running_loop()
         for shard in self._shards:  # in order, so shards queue to identify in order
             if shard._listener is not None:
                 raise RuntimeError(f"shard {shard.id} is already in another stream")
@@ -171,7 +174,8 @@ class _ShardStream(Generic[T]):
             if not self._coalesce:
                 waiter.set_result(None)
             elif self._tick is None:  # wake the reader once for what arrives meanwhile
-                self._tick = asyncio.get_running_loop().call_later(self._coalesce, self._release)
+                assert self._loop is not None
+                self._tick = self._loop.call_later(self._coalesce, self._release)
         return True
 
     def _release(self) -> None:
@@ -212,7 +216,8 @@ class _ShardStream(Generic[T]):
                 return shard, item
             if self._closed or not self._live:
                 raise StopAsyncIteration
-            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            assert self._loop is not None
+            self._waiter = waiter = self._loop.create_future()
             try:
                 await waiter
             finally:
