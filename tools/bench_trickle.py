@@ -78,7 +78,7 @@ async def _measure(window: Window, seconds: float, shards: int, base: int) -> di
 
 
 async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> dict[str, Any]:
-    from gateway import Config, InMemoryQueue, Intents, ShardEventStream, create_range
+    from gateway import Config, EventType, InMemoryQueue, Intents, ShardEventStream, create_range
 
     class Timed(ShardEventStream):
         """Notes when a shard first says it has data, to measure the delivery lag."""
@@ -96,8 +96,16 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
     arrived: dict[Any, float] = {}
     lags: list[float] = []
 
+    ready = asyncio.Event()
+    readies = 0
+
     async def read() -> None:
+        nonlocal readies
         async for shard, event in Timed(group, coalesce=coalesce):
+            if getattr(event, "type", None) is EventType.READY:
+                readies += 1
+                if readies == shards:
+                    ready.set()  # the others start before measuring too
             if getattr(event, "sequence", None) is not None:
                 window.count += 1
                 since = arrived.pop(shard, None)
@@ -105,6 +113,7 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
                     lags.append(time.perf_counter() - since)
 
     reader = asyncio.create_task(read())
+    await asyncio.wait_for(ready.wait(), 120)
     result = await _measure(window, seconds, shards, base)
     reader.cancel()
     lags.sort()
