@@ -16,7 +16,8 @@ errors (type and text) or state afterwards:
 - ``inflater``: FrameReader and Dispatcher with a scripted inflater that returns bytes,
   bytearray, memoryview, None or an int, raises, or calls feed/drain from inside;
 - ``zlib``: mutated valid zlib-stream frames through ZlibStream alone and inside the
-  frame reader (mixed twin pairs too), any keep_buffer;
+  frame reader (mixed twin pairs too), any keep_buffer, with or without a cap on the
+  inflated size;
 - ``dispatch``: drain + event() over mutated payloads or zlib-stream frames, with huge
   numbers, escaped names, tables of several mapping types and any limit.
 
@@ -307,24 +308,28 @@ def _item(item: Any) -> Any:
 
 
 KEEPS = (0, 1, 512, 2**64)
+#: ZlibStream's inflated-size cap (0: none), against decompression bombs.
+INFLATED_MAX = (0, 0, 16, 600)
 
 
 def t_zlib(data: bytes) -> None:
     inp = Input(data)
     ctl = inp.byte()
     keep = KEEPS[ctl % 4]
+    cap = INFLATED_MAX[inp.byte() % 4]
     frames = inp.rest().split(SEP)
     wire = b"".join(frame(f[:70000], 2) for f in frames)
     cuts = cuts_of(Input(data[-8:]), len(wire))
     results = []
     for twin, other in ((CY, PY if ctl & 4 else CY), (PY, CY if ctl & 4 else PY)):
-        stream = twin.ZlibStream(G.decompressobj(), keep)
+        stream = twin.ZlibStream(G.decompressobj(), keep, cap)
         alone = []
         for f in frames:
             alone.append(outcome(stream.feed, f))
             if alone[-1][0] == "raised":
                 break
-        reader = twin.FrameReader(4096 if ctl & 8 else 0, other.ZlibStream(G.decompressobj(), keep))
+        inflater = other.ZlibStream(G.decompressobj(), keep, cap)
+        reader = twin.FrameReader(4096 if ctl & 8 else 0, inflater)
         steps = feed_all(reader, wire, cuts, ctl >> 4)
         results.append((alone, stream.buffered, steps, reader_state(reader)))
     same("zlib", data, *results)
