@@ -61,6 +61,8 @@ LIVENESS_DELAY = 0.05
 #: The identify queue failed: seconds before retrying (full jitter up to this, doubling).
 _QUEUE_RETRY = (1.0, 60.0)
 
+#: The least wait between two connection attempts after a failure (seconds).
+_MIN_RETRY = 0.05
 #: Seconds after which an unchanged session is saved again (stores expire sessions).
 _RESAVE_UNCHANGED = 60.0
 
@@ -285,6 +287,8 @@ class Shard:
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> bool:
         p = self._protocol
         delay = p.backoff()
+        if p.reconnect_attempts > 1:
+            delay = max(delay, _MIN_RETRY)  # never a hot loop of failing connects
         if delay:
             log.info("shard %s: reconnecting in %.1f s", self._id, delay)
             await asyncio.sleep(delay)  # close() cancels the task
@@ -295,6 +299,10 @@ class Shard:
                 max_size=self._config.max_message_size, on_data=self._on_data,
             )  # fmt: skip
         except _CONNECT_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # wait_for (3.11) can turn our cancellation into the connect's own error.
+                raise asyncio.CancelledError from exc
             log.warning("shard %s: connecting failed: %s", self._id, exc)
             p.connect_failed()
             return False
