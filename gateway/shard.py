@@ -109,6 +109,15 @@ class Shard:
     ``Config.read_high_water`` bytes) and stop reading the socket until they are taken.
     """
 
+    # Slots: the hot path reads a dozen attributes per event, of shards whose memory is
+    # cold when events trickle (a slot is a fixed offset, not a dict lookup).
+    __slots__ = (
+        "__weakref__", "_config", "_conn", "_decode_event", "_dispatcher", "_ended",
+        "_fatal_code", "_held", "_id", "_identify_task", "_inflater", "_last_save",
+        "_listener", "_loop", "_paused", "_payloads", "_protocol", "_raw_payloads", "_ready",
+        "_rng", "_save_task", "_saved", "_soon", "_task", "_timer", "_timer_at", "_waiter",
+    )  # fmt: skip
+
     def __init__(
         self,
         shard_id: ShardId,
@@ -542,7 +551,15 @@ class Shard:
         """The next wanted event if one can be had without waiting, else None (for merged
         streams). Raises as :meth:`next_event` does.
         """
-        while self._ready or self._refill():
+        ready = self._ready
+        while ready or self._refill():
+            item = ready[0]
+            if type(item) is bytes:  # the common case, inline: a wanted dispatch
+                ready.popleft()
+                try:
+                    return self._decode_event(item)  # type: ignore[no-any-return]
+                except ValueError as exc:
+                    self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
             event = self._take_event()
             if event is not None:
                 return event
@@ -607,13 +624,24 @@ class Shard:
             return False
         if self._protocol.close_request is not None:
             return False  # the connection is ending: the driver delivers its rest
-        assert self._loop is not None
-        now = self._loop.time()
-        self._fill(conn, now, BATCH)
-        self._after(now)
+        loop = self._loop
+        assert loop is not None
+        if self._fill(conn, None, BATCH):  # plain dispatches alone move no deadline
+            self._after(loop.time())
         if conn.messages and self._soon is None:  # more waits: keep liveness if we go away
-            self._soon = self._loop.call_later(LIVENESS_DELAY, self._process_left)
+            self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
         return bool(self._ready)
+
+    def _has_more(self) -> bool:
+        """Whether a poll may find something now (else the shard tells its listener):
+        something ready or received, or the shard has ended (a poll raises).
+        """
+        if self._ready:
+            return True
+        conn = self._conn
+        if conn is not None:
+            return bool(conn.messages or self._payloads)
+        return self._protocol.state in (ShardState.CLOSED, ShardState.FATALLY_CLOSED)
 
     def _take_event(self) -> Event | None:
         """The next wanted event processed (skipping the rest); raises the error queued in
@@ -652,36 +680,41 @@ class Shard:
         assert isinstance(item, ReceiveMessageError)
         raise item
 
-    def _fill(self, conn: Connection, now: float, limit: int, count: bool = False) -> None:
+    def _fill(self, conn: Connection, now: float | None, limit: int, count: bool = False) -> bool:
         """Process up to ``limit`` received payloads into ``_ready``. Runs of plain
         dispatches go in one compiled call (inflate, scan, sequence), anything else through
         ``ShardProtocol.receive``. Stops at a close request; an error is queued in its
         place, so what came before it is delivered first. With ``count`` (processing ahead
         of the consumer), stops at the high-water mark and pauses reading.
+
+        ``now`` is the loop's time (None: read when needed). Returns whether the protocol
+        saw more than plain dispatches (then the caller must run :meth:`_after`).
         """
         p = self._protocol
         ready = self._ready
         frames = conn.messages
         payloads = self._payloads
         drain = self._dispatcher.drain
-        high_water = self._config.read_high_water
         budget = limit
+        moved = False
         while budget > 0 and p.close_request is None:
-            if count and self._held >= high_water:
+            if count and self._held >= self._config.read_high_water:
                 # The consumer is behind: hold no more until it catches up (this may be a
                 # new connection after a reconnect: pause it too).
-                if not self._paused:
-                    self._paused = True
-                    conn.pause_reading()
-                    p.reading_paused(now)
-                break
+                self._pause(conn, now)
+                return True
             start = len(ready)
             taken, seq = drain(frames, payloads, ready, min(budget, BATCH), self._inflater)
-            p.record_sequence(seq)
+            if seq is not None:
+                p.record_sequence(seq)
             budget -= taken
             if budget > 0 and (payloads or (frames and type(frames[0]) is not bytes)):
                 item = payloads.popleft() if payloads else frames.popleft()
                 budget -= 1
+                moved = True
+                if now is None:
+                    assert self._loop is not None
+                    now = self._loop.time()
                 try:
                     ready.append(self._receive(item, now))
                 except ReceiveMessageError as exc:
@@ -691,10 +724,21 @@ class Shard:
                 break  # nothing left
             if count:
                 self._held += _size(islice(ready, start, None))
-                if self._held >= high_water and not self._paused:
-                    self._paused = True
-                    conn.pause_reading()
-                    p.reading_paused(now)
+                if self._held >= self._config.read_high_water:
+                    moved = self._pause(conn, now) or moved
+            if not frames and not payloads:
+                break
+        return moved
+
+    def _pause(self, conn: Connection, now: float | None) -> bool:
+        """Stop reading at the high-water mark (once); whether the protocol was told."""
+        if self._paused:
+            return False
+        self._paused = True
+        conn.pause_reading()
+        assert self._loop is not None
+        self._protocol.reading_paused(now if now is not None else self._loop.time())
+        return True
 
     def _receive(
         self, raw: bytes | FrameError | CompressionError, now: float

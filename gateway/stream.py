@@ -212,7 +212,10 @@ class _ShardStream(Generic[T]):
                 if item is None:
                     self._listed.discard(shard)
                     continue
-                pending.append(shard)  # in turn: the next item comes from the next shard
+                if shard._has_more():
+                    pending.append(shard)  # in turn: the next item comes from the next shard
+                else:  # the shard tells when it has more: no empty poll per item
+                    self._listed.discard(shard)
                 return shard, item
             if self._closed or not self._live:
                 raise StopAsyncIteration

@@ -107,8 +107,12 @@ class Connection(asyncio.Protocol):
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
-        self._messages: deque[bytes | FrameError | CompressionError] = deque()
-        self._reader = FrameReader(max_size or 0, None, self._messages)
+        #: Whole messages received and not yet taken, in order (an error in its message's
+        #: place). Take from the left. A plain attribute: the shard reads it per event.
+        self.messages: deque[bytes | FrameError | CompressionError] = deque()
+        #: Whether a close frame arrived or TCP is gone (messages may still be waiting).
+        self.closed = False
+        self._reader = FrameReader(max_size or 0, None, self.messages)
         self._on_data = on_data
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
@@ -212,6 +216,7 @@ class Connection(asyncio.Protocol):
             self._error = exc
         if not self._lost.done():
             self._lost.set_result(None)
+        self.closed = True
         try:
             self._on_data()
         except Exception as error:  # the loop would only log it, without our context
@@ -384,7 +389,7 @@ class Connection(asyncio.Protocol):
 
     def _frames(self, data: bytes) -> None:
         reader = self._reader
-        messages = self._messages
+        messages = self.messages
         before = len(messages)
         for opcode, payload in reader.feed(data):  # the reader queues data messages itself
             if opcode == 9:
@@ -405,6 +410,7 @@ class Connection(asyncio.Protocol):
             self._close_reason = payload[2:].decode(errors="replace")
         else:
             self._close_code = 1005  # a close frame without a status code (RFC 6455 7.1.5)
+        self.closed = True
         if not self._close_sent:  # echo it, then the server ends TCP
             self._close_sent = True
             with contextlib.suppress(websockets.WebSocketException):
@@ -415,13 +421,6 @@ class Connection(asyncio.Protocol):
                 self._tls_shutdown()
             else:
                 self._transport.close()
-
-    @property
-    def messages(self) -> deque[bytes | FrameError | CompressionError]:
-        """Whole messages received and not yet taken, in order (an error in its message's
-        place). Take from the left.
-        """
-        return self._messages
 
     def pause_reading(self) -> None:
         """Stop reading the socket (the shard holds enough for a consumer that is behind)."""
@@ -435,11 +434,6 @@ class Connection(asyncio.Protocol):
             self._paused = False
             if self._reader.error is None:  # nothing more can be read after a framing error
                 self._transport.resume_reading()
-
-    @property
-    def closed(self) -> bool:
-        """Whether a close frame arrived or TCP is gone (a cheap check for every callback)."""
-        return self._close_code is not None or self._lost.done()
 
     @property
     def gone(self) -> ConnectionGone | None:
