@@ -154,6 +154,24 @@ async def test_identify_timeout_closes_4003() -> None:
         assert await client.closed_code() == 4003
 
 
+async def test_identify_timeout_restarts_after_invalid_session_false() -> None:
+    """After op 9 false the client must wait 1-5 s before it IDENTIFYs again (protocol.md
+    8): the identify timeout counts from the op 9, not from the connection's opening."""
+    async with GatewayEmulator(
+        heartbeat_interval=5.0, identify_timeout=0.2, identify_window=0
+    ) as emu:
+        client = await BareClient.open(emu.url)
+        await client.recv()
+        await client.identify()
+        await client.recv_until(t="READY")
+        await emu.live_connections()[0].invalidate_session(resumable=False)
+        assert (await client.recv_until(op=9))["d"] is False
+        await asyncio.sleep(1.0)  # the least wait the protocol asks of the client
+        await client.identify()
+        await client.recv_until(t="READY")
+        assert not emu.violations
+
+
 @pytest.mark.parametrize(
     ("payload", "code"),
     [

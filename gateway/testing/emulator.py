@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 VALID_INTENTS_MASK = 53608447
 PRIVILEGED_MASK = 33026
+#: After op 9 ``d: false`` a client waits a random 1-5 s before it IDENTIFYs again
+#: (protocol.md 8): the identify timeout restarts after this much.
+INVALID_SESSION_WAIT = 5.0
 _SEND_OPS = {1, 2, 3, 4, 6, 8, 31, 43}
 _AUTHENTICATED_OPS = {3, 4, 8, 31, 43}
 _TRACE = ['["gateway-emulator",{"micros":0.0}]']
@@ -116,6 +119,9 @@ class EmulatedConnection:
         self.ack_heartbeats = emulator.ack_heartbeats
         self.heartbeats: list[Any] = []
         self.last_heartbeat = time.monotonic()
+        # IDENTIFY or RESUME is due by then (None: identify_timeout after the connection
+        # opened); op 9 false moves it past the wait the client is told to make.
+        self.auth_due: float | None = None
         self.close_code: int | None = None
         self.closed_by: str | None = None
         self._received: deque[float] = deque()
@@ -158,6 +164,9 @@ class EmulatedConnection:
 
     async def send_op(self, op: int, d: Any = None) -> None:
         """Send a non-dispatch payload in Discord's key order."""
+        if op == 9 and d is False:
+            wait = INVALID_SESSION_WAIT + self.emulator.identify_timeout
+            self.auth_due = time.monotonic() + wait
         await self.send_payload(_envelope(None, None, op, json.dumps(d).encode()))
 
     async def send_raw(self, frame: bytes | str) -> None:
@@ -510,11 +519,8 @@ class GatewayEmulator:
         limit = self.heartbeat_interval + self.heartbeat_grace
         while conn.state not in ("CLOSED",):
             now = time.monotonic()
-            if (
-                conn.state == "AWAIT_AUTH"
-                and conn.session is None
-                and now - opened > self.identify_timeout
-            ):
+            due = conn.auth_due if conn.auth_due is not None else opened + self.identify_timeout
+            if conn.state == "AWAIT_AUTH" and conn.session is None and now > due:
                 await self._violate(conn, 4003, "no IDENTIFY or RESUME in time")
                 return
             if self.heartbeat_timeout_code is not None and now - conn.last_heartbeat > limit:
