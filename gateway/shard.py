@@ -626,7 +626,19 @@ class Shard:
             return False  # the connection is ending: the driver delivers its rest
         loop = self._loop
         assert loop is not None
-        if self._fill(conn, None, BATCH):  # plain dispatches alone move no deadline
+        frames = conn.messages
+        payloads = self._payloads
+        if not payloads:  # the common case first, inline: one run of plain dispatches
+            taken, seq = self._dispatcher.drain(
+                frames, payloads, self._ready, BATCH, self._inflater
+            )
+            if seq is not None:
+                self._protocol.record_sequence(seq)
+            if taken and not payloads and (not frames or type(frames[0]) is bytes):
+                if frames and self._soon is None:  # more waits: keep liveness if we go away
+                    self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
+                return True  # plain dispatches alone move no deadline
+        if self._fill(conn, None, BATCH):
             self._after(loop.time())
         if conn.messages and self._soon is None:  # more waits: keep liveness if we go away
             self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
