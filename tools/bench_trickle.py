@@ -1,6 +1,7 @@
 """Thousands of quiet shards: client CPU per event when every event arrives alone.
 
-    python tools/bench_trickle.py [--shards 200] [--rate 20] [--seconds 10] [--loops asyncio,uvloop]
+    python tools/bench_trickle.py [--shards 200] [--rate 20] [--seconds 10] [--repeat 3]
+                                  [--loops asyncio,uvloop] [--clients floor,gateway,...]
 
 N shards each receive R events/s (zlib-stream, the default traffic mix) from an emulator in
 its own process; each client runs in a fresh process and, once every shard is READY and
@@ -15,11 +16,15 @@ Clients, measured in the same run:
 - ``floor``: N bare ``gateway.transport.Connection``\\ s that identify once and then
   inflate and JSON-decode every message in the data callback: no shard, no task, no
   heartbeat logic (what any client must at least pay on this loop);
+- ``floor-task``: the floor plus one reader task that the callback wakes for each event
+  (a future per wake): the least any client with an async consumer pays;
 - ``hikari``: hikari's ``GatewayShardImpl`` (``pip install '.[bench]'``).
 
 Each runs on the default asyncio loop and on uvloop (when installed). The table gives CPU
-microseconds per event (user, system, total), events/s, RSS per shard and the ratio to the
-floor of the same loop.
+microseconds per event (user, system, total), events/s, RSS per shard and the ratios to the
+floor and to floor-task of the same loop. With ``--repeat N`` every client runs N times,
+interleaved, and the row is the run with the median CPU (``cpu_range``: all N runs): this
+machine's neighbours move single runs by +-20%.
 """
 
 from __future__ import annotations
@@ -78,7 +83,15 @@ async def _measure(window: Window, seconds: float, shards: int, base: int) -> di
 
 
 async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> dict[str, Any]:
-    from gateway import Config, EventType, InMemoryQueue, Intents, ShardEventStream, create_range
+    from gateway import (
+        Config,
+        EventType,
+        EventTypeFlags,
+        InMemoryQueue,
+        Intents,
+        ShardEventStream,
+        create_range,
+    )
 
     class Timed(ShardEventStream):
         """Notes when a shard first says it has data, to measure the delivery lag."""
@@ -90,32 +103,36 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
     base = rss()
     intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_PRESENCES
     queue = InMemoryQueue(0)
-    config = Config(TOKEN, intents, gateway_url=url, queue=queue)
+    # Dispatches only, as the floor and hikari count: no HELLO or ACK events.
+    dispatches = EventTypeFlags.ALL & ~EventTypeFlags.GATEWAY
+    config = Config(TOKEN, intents, gateway_url=url, queue=queue, event_types=dispatches)
     group = create_range(range(shards), shards, lambda sid: config)
     window = Window()
     arrived: dict[Any, float] = {}
     lags: list[float] = []
 
     ready = asyncio.Event()
-    readies = 0
 
     async def read() -> None:
-        nonlocal readies
         # The lag is measured only where it is the point (coalescing): its bookkeeping
         # would be a cost per event that the floor and hikari do not pay.
         stream = (Timed if coalesce else ShardEventStream)(group, coalesce=coalesce)
-        async for shard, event in stream:
-            if readies < shards and getattr(event, "type", None) is EventType.READY:
+        readies = 0
+        async for _, event in stream:
+            if getattr(event, "type", None) is EventType.READY:
                 readies += 1
                 if readies == shards:
-                    ready.set()  # the others start before measuring too
-            if getattr(event, "sequence", None) is None:
-                continue
+                    break
+        ready.set()  # the others start before measuring too
+        if not coalesce:
+            async for _ in stream:  # dispatches only (no gateway events: see the config)
+                window.count += 1
+            return
+        async for shard, _ in stream:
             window.count += 1
-            if coalesce:
-                since = arrived.pop(shard, None)
-                if since is not None and window.open_at is not None:
-                    lags.append(time.perf_counter() - since)
+            since = arrived.pop(shard, None)
+            if since is not None and window.open_at is not None:
+                lags.append(time.perf_counter() - since)
 
     reader = asyncio.create_task(read())
     await asyncio.wait_for(ready.wait(), 120)
@@ -244,6 +261,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--loops", default="asyncio,uvloop")
     parser.add_argument("--clients", default="floor,floor-task,gateway,gateway-5ms,hikari")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per client (the median)")
     args = parser.parse_args()
     loops = [
         x for x in args.loops.split(",") if x != "uvloop" or importlib.util.find_spec("uvloop")
@@ -252,22 +270,37 @@ def main() -> None:
         c for c in args.clients.split(",") if c != "hikari" or importlib.util.find_spec("hikari")
     ]
     n = args.shards
-    print(f"# bench_trickle: {n} shards x {args.rate:g} events/s, {args.seconds:g} s window; "
-          f"{machine()}\n")  # fmt: skip
+    print(f"# bench_trickle: {n} shards x {args.rate:g} events/s, {args.seconds:g} s window, "
+          f"median of {args.repeat}; {machine()}\n")  # fmt: skip
     rows = []
     for loop in loops:
-        floor_cpu = None
-        for client in clients:
-            options = dict(shards=n, guilds=2 * n, max_concurrency=n, identify_window=0,
-                           events_per_second=args.rate, heartbeat_interval=41.25)  # fmt: skip
-            with emulator(**options) as emu:
-                result = run_worker("bench_trickle.py", client, loop, n, emu.url, args.seconds)
-            if client == "floor":
-                floor_cpu = result["cpu_us"]
+        runs: dict[str, list[dict[str, Any]]] = {client: [] for client in clients}
+        for _ in range(args.repeat):  # interleaved, so the machine's drift hits every client
+            for client in clients:
+                options = dict(shards=n, guilds=2 * n, max_concurrency=n, identify_window=0,
+                               events_per_second=args.rate, heartbeat_interval=41.25)  # fmt: skip
+                with emulator(**options) as emu:
+                    runs[client].append(
+                        run_worker("bench_trickle.py", client, loop, n, emu.url, args.seconds)
+                    )
+        medians = {client: _median(results) for client, results in runs.items()}
+        floor_cpu = medians["floor"]["cpu_us"] if "floor" in medians else None
+        task_cpu = medians["floor-task"]["cpu_us"] if "floor-task" in medians else None
+        for client, result in medians.items():
             result["x_floor"] = result["cpu_us"] / floor_cpu if floor_cpu else None
+            result["x_floor_task"] = result["cpu_us"] / task_cpu if task_cpu else None
+            spread = [r["cpu_us"] for r in runs[client]]
+            result["cpu_range"] = f"{min(spread):.1f}-{max(spread):.1f}"
             rows.append({"client": f"{client} ({loop})", **result})
     print(table(rows, ["client", "events", "events_per_s", "user_us", "sys_us", "cpu_us",
-                       "x_floor", "p99_lag_ms", "kib_per_shard"]))  # fmt: skip
+                       "cpu_range", "x_floor", "x_floor_task", "p99_lag_ms",
+                       "kib_per_shard"]))  # fmt: skip
+
+
+def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median CPU per event (a real run, so its columns agree)."""
+    ordered = sorted(results, key=lambda r: r["cpu_us"])
+    return dict(ordered[(len(ordered) - 1) // 2])
 
 
 if __name__ == "__main__":
