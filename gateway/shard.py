@@ -628,6 +628,7 @@ class Shard:
         assert loop is not None
         frames = conn.messages
         payloads = self._payloads
+        budget = BATCH
         if not payloads:  # the common case first, inline: one run of plain dispatches
             taken, seq = self._dispatcher.drain(
                 frames, payloads, self._ready, BATCH, self._inflater
@@ -638,7 +639,8 @@ class Shard:
                 if frames and self._soon is None:  # more waits: keep liveness if we go away
                     self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
                 return True  # plain dispatches alone move no deadline
-        if self._fill(conn, None, BATCH):
+            budget -= taken  # the rest of this batch: what stopped the run, and after it
+        if self._fill(conn, None, budget):
             self._after(loop.time())
         if conn.messages and self._soon is None:  # more waits: keep liveness if we go away
             self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
@@ -646,9 +648,11 @@ class Shard:
 
     def _has_more(self) -> bool:
         """Whether a poll may find something now (else the shard tells its listener):
-        something ready or received, or the shard has ended (a poll raises).
+        something ready or received, held bytes (a poll resumes reading, which may be
+        paused: then no data would come to wake anyone), or the shard has ended (a poll
+        raises).
         """
-        if self._ready:
+        if self._ready or self._held:
             return True
         conn = self._conn
         if conn is not None:

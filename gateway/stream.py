@@ -209,6 +209,9 @@ class _ShardStream(Generic[T]):
                     else:
                         pending.append(shard)
                     return shard, exc
+                except BaseException:  # a bug, raised to the reader: the shard is listed
+                    self._listed.discard(shard)  # again when it next has something
+                    raise
                 if item is None:
                     self._listed.discard(shard)
                     continue

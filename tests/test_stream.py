@@ -180,6 +180,34 @@ async def test_a_bug_in_one_shard_is_raised_not_swallowed() -> None:
     await stream.shards[0].close()
 
 
+async def test_a_reader_that_falls_behind_gets_every_event_once_it_is_back() -> None:
+    """The reader is away: its shard processes ahead, stops reading at the high-water mark
+    and holds the rest. The reader comes back and takes what was held; the shard must then
+    read again (it is polled once more, not dropped as having nothing) until the end."""
+    total, high_water = 600, 8 * 1024  # a trickle: the mark is crossed with nothing unread
+    async with GatewayEmulator(guilds=1, events_per_second=200, total_events=total,
+                               mix="messages", identify_window=0) as emu:  # fmt: skip
+        config = Config(TOKEN, Intents.GUILDS | Intents.GUILD_MESSAGES, gateway_url=emu.url,
+                        queue=NO_WAIT, read_high_water=high_water)  # fmt: skip
+        shard = Shard(ShardId.ONE, config=config)
+        stream = ShardEventStream([shard])
+        iterator = aiter(stream)
+        await asyncio.wait_for(anext(iterator), 10)  # HELLO: the shard is connected
+        async with asyncio.timeout(10):
+            while not shard._paused:  # the reader is away: the shard pauses by itself
+                await asyncio.sleep(0.01)
+        sequences: list[int] = []
+        async with asyncio.timeout(20):
+            while not sequences or sequences[-1] < total:
+                _, event = await anext(iterator)
+                assert isinstance(event, Event)
+                if event.sequence is not None:
+                    sequences.append(event.sequence)
+        assert sequences == list(range(1, total + 1))
+        await stream.aclose()
+        await shard.close()
+
+
 def test_an_empty_stream_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one shard"):
         ShardEventStream([])
