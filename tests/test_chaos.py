@@ -15,9 +15,19 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import websockets
 
-from gateway import EventType, EventTypeFlags, InMemoryQueue, Intents, Shard, ShardId
+from gateway import (
+    Event,
+    EventType,
+    EventTypeFlags,
+    InMemoryQueue,
+    Intents,
+    Shard,
+    ShardEventStream,
+    ShardId,
+)
 from gateway.testing import EmulatedConnection, GatewayEmulator
 
 TOKEN = "chaos-token"
@@ -54,7 +64,10 @@ def _faults() -> list[tuple[str, int, Callable[[EmulatedConnection], Awaitable[A
     return faults
 
 
-async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
+@pytest.mark.parametrize("reader", ["shard", "stream"])
+async def test_chaos_loses_duplicates_and_reorders_nothing(reader: str) -> None:
+    """``reader``: ``shard.next_event()``, or a ``ShardEventStream`` over the shard. A low
+    high-water mark makes the consumer's pauses stop reading, so resuming is tested too."""
     rng = random.Random(20261129)
     faults = _faults()
     weights = [w for _, w, _ in faults]
@@ -66,11 +79,22 @@ async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
             ShardId.ONE, TOKEN, Intents.GUILDS | Intents.GUILD_MESSAGES,
             gateway_url=emu.url, queue=InMemoryQueue(max_concurrency=0),
             event_types=EventTypeFlags.ALL, rng=lambda: 0.0,
-            backoff_base=0.01, backoff_max=0.05,
+            backoff_base=0.01, backoff_max=0.05, read_high_water=32 * 1024,
         )  # fmt: skip
+        stream = aiter(ShardEventStream([shard]))
+
+        async def next_event() -> Event:
+            if reader == "shard":
+                return await shard.next_event()
+            while True:  # errors come as values in a stream (none is expected here)
+                _, item = await anext(stream)
+                assert isinstance(item, Event), item
+                return item
+
         sessions: list[list[int]] = []
         injected: dict[str, int] = {}
         unknown_seen = 0
+        paused_seen = 0
 
         def record(event: Any) -> None:
             nonlocal unknown_seen
@@ -83,7 +107,7 @@ async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
         async def consume(count: int) -> None:
             got = 0
             while got < count:
-                event = await shard.next_event()
+                event = await next_event()
                 record(event)
                 got += event.sequence is not None
 
@@ -93,8 +117,8 @@ async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
                 await consume(rng.randint(3, 25))
                 name, _, fault = rng.choices(faults, weights)[0]
                 live = emu.live_connections()
-                if not live or live[0].session is None:
-                    continue  # between connections: the next round injects
+                if not live or live[0].session is None or live[0].closed_by is not None:
+                    continue  # between connections, or closing: the next round injects
                 try:
                     await fault(live[0])
                 except websockets.ConnectionClosed:
@@ -103,6 +127,7 @@ async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
                 injected[name] = injected.get(name, 0) + 1
                 if name == "pause":
                     await asyncio.sleep(5 * INTERVAL)
+                    paused_seen += shard._paused
             # The last fault is behind us: a marker must arrive in the live session.
             live = await emu.wait_for(
                 lambda: [c for c in emu.live_connections() if c.state == "LIVE"], timeout=10
@@ -112,7 +137,7 @@ async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
                 session=live[0].session,
             )  # fmt: skip
             while not sessions[-1] or sessions[-1][-1] < marker:
-                record(await shard.next_event())
+                record(await next_event())
 
         assert sum(injected.values()) >= 100, injected
         assert {"op7", "op9-true", "op9-false", "zombie", "drop", "op1", "pause"} <= set(injected)
@@ -121,7 +146,8 @@ async def test_chaos_loses_duplicates_and_reorders_nothing() -> None:
         assert sessions[-1][-1] == marker
         assert len(sessions) == 1 + sum(
             injected.get(k, 0) for k in ("op9-false", "close-4007", "close-4009")
-        )
+        ), injected
         assert unknown_seen > 0
         assert not emu.violations
+        assert paused_seen, "the pauses never reached the high-water mark"
         await shard.close()
