@@ -629,18 +629,16 @@ class Shard:
         frames = conn.messages
         payloads = self._payloads
         budget = BATCH
+        plain = False  # only plain dispatches were taken: they move no deadline
         if not payloads:  # the common case first, inline: one run of plain dispatches
             taken, seq = self._dispatcher.drain(
                 frames, payloads, self._ready, BATCH, self._inflater
             )
             if seq is not None:
                 self._protocol.record_sequence(seq)
-            if taken and not payloads and (not frames or type(frames[0]) is bytes):
-                if frames and self._soon is None:  # more waits: keep liveness if we go away
-                    self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
-                return True  # plain dispatches alone move no deadline
+            plain = bool(taken) and not payloads and (not frames or type(frames[0]) is bytes)
             budget -= taken  # the rest of this batch: what stopped the run, and after it
-        if self._fill(conn, None, budget):
+        if not plain and self._fill(conn, None, budget):
             self._after(loop.time())
         if conn.messages and self._soon is None:  # more waits: keep liveness if we go away
             self._soon = loop.call_later(LIVENESS_DELAY, self._process_left)
