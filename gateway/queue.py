@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "Queue",
+    "session_budget",
     "InMemoryQueue",
     "default_queue",
     "IDENTIFY_INTERVAL",
@@ -64,6 +65,18 @@ class _Bucket:
         self.timer_at = 0.0
 
 
+def session_budget(total: int, remaining: int | None) -> int:
+    """The session starts left of a daily budget of ``total`` (None: all of them), checked
+    (the identify queues share it).
+    """
+    if total < 1:
+        raise ValueError(f"total must be >= 1, got {total}")
+    remaining = total if remaining is None else remaining
+    if not 0 <= remaining <= total:
+        raise ValueError(f"remaining must be 0-{total}, got {remaining}")
+    return remaining
+
+
 class InMemoryQueue:
     """The identify queue of one process: buckets of ``max_concurrency``, budget per day.
 
@@ -89,11 +102,7 @@ class InMemoryQueue:
     ) -> None:
         if max_concurrency < 0:
             raise ValueError(f"max_concurrency must be >= 0, got {max_concurrency}")
-        if total < 1:
-            raise ValueError(f"total must be >= 1, got {total}")
-        remaining = total if remaining is None else remaining
-        if not 0 <= remaining <= total:
-            raise ValueError(f"remaining must be 0-{total}, got {remaining}")
+        remaining = session_budget(total, remaining)
         if reset_after < 0 or interval < 0:
             raise ValueError("reset_after and interval must be >= 0")
         self.max_concurrency = max_concurrency

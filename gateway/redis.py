@@ -54,7 +54,7 @@ from .config import Config, normalize_token
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
 from .events import EventType, EventTypeFlags
 from .message import Close
-from .queue import DAY, IDENTIFY_INTERVAL, IDENTIFY_MARGIN
+from .queue import DAY, IDENTIFY_INTERVAL, IDENTIFY_MARGIN, session_budget
 from .session import SavedSession, Session
 from .shard import Shard
 from .shard_id import ShardId
@@ -320,11 +320,7 @@ class RedisQueue:
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if total < 1:
-            raise ValueError(f"total must be >= 1, got {total}")
-        remaining = total if remaining is None else remaining
-        if not 0 <= remaining <= total:
-            raise ValueError(f"remaining must be 0-{total}, got {remaining}")
+        remaining = session_budget(total, remaining)
         if interval <= 0 or reset_after < 0:
             raise ValueError("interval must be > 0 and reset_after >= 0")
         self.redis = connect(client) if isinstance(client, str) else client
