@@ -306,6 +306,7 @@ class Shard:
             conn = await Connection.open(
                 url, ssl=self._config.ssl, timeout=self._config.connect_timeout,
                 max_size=self._config.max_message_size, on_data=self._on_data,
+                read_interval=self._config.read_interval,
             )  # fmt: skip
         except _CONNECT_ERRORS as exc:
             task = asyncio.current_task()

@@ -14,6 +14,10 @@ connection: ciphertext goes into the BIO a record's worth at a time and plaintex
 out through one buffer per thread, so an idle ``wss://`` connection holds little beyond
 OpenSSL's own state. The loop only ever sees plain TCP, so any loop works (asyncio's,
 uvloop).
+
+With ``read_interval`` (``Config.read_interval``) the socket is read in batches by the
+loop's :class:`~gateway.poller.ReadPoller` once the websocket is open, instead of by the
+transport as data arrives; the transport still writes (see :mod:`gateway.poller`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl as ssl_module
 import threading
 from collections import deque
@@ -35,6 +40,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from . import backends
 from ._speedups import CompressionError, FrameError, FrameReader
 from .config import USER_AGENT
+from .poller import ReadPoller, poller_for
 
 __all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "QuietLogger"]
 
@@ -105,6 +111,7 @@ class Connection(asyncio.Protocol):
         max_size: int | None,
         on_data: Callable[[], None],
         ssl: ssl_module.SSLContext | None = None,
+        read_interval: float = 0.0,
     ) -> None:
         self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
         #: Whole messages received and not yet taken, in order (an error in its message's
@@ -116,8 +123,9 @@ class Connection(asyncio.Protocol):
         self._on_data = on_data
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
-        self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._handshake: asyncio.Future[None] = self._loop.create_future()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
         self._open = False
         self._paused = False
         self._close_sent = False
@@ -133,6 +141,14 @@ class Connection(asyncio.Protocol):
         self._tls_out: ssl_module.MemoryBIO | None = None
         self._tls_done = False  # the TLS handshake finished
         self._tls_closing = False  # our close_notify is out
+        # Batched reading (read_interval): once the websocket is open, the socket's
+        # descriptor (-1 before, and once closing) and the poller reading it now (None
+        # while reading is paused).
+        self._read_interval = read_interval
+        self._polled = False  # the poller reads this socket, not the transport
+        self._fd = -1
+        self._poller: ReadPoller | None = None
+        self._read_once = self._poll_read  # one bound method: the poller's key for us
 
     @classmethod
     async def open(
@@ -143,6 +159,7 @@ class Connection(asyncio.Protocol):
         timeout: float,
         max_size: int | None = None,
         on_data: Callable[[], None] = lambda: None,
+        read_interval: float = 0.0,
     ) -> Connection:
         """Connect and upgrade; raise OSError/TimeoutError/InvalidHandshake on failure.
 
@@ -152,7 +169,11 @@ class Connection(asyncio.Protocol):
         naming the cause. ``on_data`` is called whenever messages arrive or the connection
         ends. Messages are as received (still compressed, with transport compression): the
         shard inflates them a batch at a time (see ``ShardProtocol.drain``).
+        ``read_interval`` > 0: once open, read the socket in batches every that many
+        seconds (see :mod:`gateway.poller`); 0 reads as data arrives.
         """
+        if read_interval < 0:
+            raise ValueError(f"read_interval must be >= 0, got {read_interval}")
         uri = parse_uri(url)
         context = None
         if uri.secure:
@@ -162,7 +183,7 @@ class Connection(asyncio.Protocol):
         async def connect() -> Connection:
             # Plain TCP for the loop: TLS runs inside the protocol (see the module docstring).
             transport, conn = await loop.create_connection(
-                lambda: cls(uri, max_size, on_data, context), uri.host, uri.port
+                lambda: cls(uri, max_size, on_data, context, read_interval), uri.host, uri.port
             )
             try:
                 await conn._handshake
@@ -207,6 +228,7 @@ class Connection(asyncio.Protocol):
             self._failed(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_polling()
         if not self._handshake.done():
             message = "TLS handshake" if self._tls is not None and not self._tls_done else ""
             self._handshake.set_exception(
@@ -234,8 +256,7 @@ class Connection(asyncio.Protocol):
             log.error("connection to %s failed", self._host, exc_info=exc)  # a bug, not I/O
         else:
             log.warning("connection to %s failed: %s", self._host, exc)
-        if self._transport is not None:
-            self._transport.abort()
+        self.abort()
         if not self._lost.done():  # connection_lost tells on_data (again) otherwise
             with contextlib.suppress(Exception):  # it is what failed, maybe
                 self._on_data()
@@ -341,8 +362,7 @@ class Connection(asyncio.Protocol):
             with contextlib.suppress(ssl_module.SSLError):
                 self._tls.unwrap()  # wants a read when the server has not sent its own yet
             self._tls_flush()
-        if self._transport is not None:
-            self._transport.close()
+        self._close_transport()
 
     # ---- handshake ------------------------------------------------------------------------
 
@@ -375,6 +395,8 @@ class Connection(asyncio.Protocol):
             self._fail_handshake(exc)
             return
         self._open = True
+        if self._read_interval:
+            self._start_polling()
         self._handshake.set_result(None)
         if rest:
             self._frames(rest)
@@ -399,8 +421,7 @@ class Connection(asyncio.Protocol):
                 self._close_received(payload)
         if reader.error is not None:
             messages.append(reader.error)
-            if self._transport is not None:
-                self._transport.pause_reading()  # nothing more can be read from this stream
+            self._stop_reading()  # nothing more can be read from this stream
         if len(messages) != before:
             self._on_data()
 
@@ -420,20 +441,20 @@ class Connection(asyncio.Protocol):
             if self._tls is not None:
                 self._tls_shutdown()
             else:
-                self._transport.close()
+                self._close_transport()
 
     def pause_reading(self) -> None:
         """Stop reading the socket (the shard holds enough for a consumer that is behind)."""
         if not self._paused and self._transport is not None:
             self._paused = True
-            self._transport.pause_reading()
+            self._stop_reading()
 
     def resume_reading(self) -> None:
         """Read the socket again (see :meth:`pause_reading`)."""
         if self._paused and self._transport is not None:
             self._paused = False
             if self._reader.error is None:  # nothing more can be read after a framing error
-                self._transport.resume_reading()
+                self._start_reading()
 
     @property
     def gone(self) -> ConnectionGone | None:
@@ -493,9 +514,9 @@ class Connection(asyncio.Protocol):
             self._write_pending()
             if self._transport is not None:
                 if self._reader.error is not None:
-                    self._transport.close()  # the stream is unreadable: do not wait for an echo
+                    self._close_transport()  # the stream is unreadable: do not wait for an echo
                 else:
-                    self._transport.resume_reading()  # to read the server's close frame
+                    self._start_reading()  # to read the server's close frame
         try:
             await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)
         except TimeoutError:
@@ -503,5 +524,80 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the TCP connection at once."""
+        self._stop_polling()
         if self._transport is not None:
             self._transport.abort()
+
+    def _close_transport(self) -> None:
+        """Close TCP once what is written is sent (the poller lets go of the socket first:
+        it must not read a descriptor the transport is about to close).
+        """
+        self._stop_polling()
+        if self._transport is not None:
+            self._transport.close()
+
+    # ---- batched reading (read_interval) ----------------------------------------------------
+
+    def _start_polling(self) -> None:
+        """Hand the socket's reading from the transport to the loop's poller."""
+        transport = self._transport
+        if transport is None or poller_for(self._loop, self._read_interval) is None:
+            return  # this platform reads as data arrives
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        transport.pause_reading()
+        self._polled = True
+        self._fd = sock.fileno()
+        if not self._paused:
+            self._poll_on()
+
+    def _poll_on(self) -> None:
+        if self._poller is None and self._fd >= 0:
+            # Asked each time: a poller closes once it reads nothing (all paused).
+            poller = poller_for(self._loop, self._read_interval)
+            assert poller is not None  # it was at _start_polling, on the same platform
+            poller.add(self._fd, self._read_once)
+            self._poller = poller
+
+    def _poll_off(self) -> None:
+        poller = self._poller
+        if poller is not None:
+            self._poller = None
+            poller.remove(self._fd, self._read_once)
+
+    def _stop_polling(self) -> None:
+        """The poller lets go of the socket for good (it is closing or gone)."""
+        self._poll_off()
+        self._fd = -1
+
+    def _stop_reading(self) -> None:
+        if self._polled:
+            self._poll_off()
+        elif self._transport is not None:
+            self._transport.pause_reading()
+
+    def _start_reading(self) -> None:
+        if self._polled:
+            self._poll_on()
+        elif self._transport is not None:
+            self._transport.resume_reading()
+
+    def _poll_read(self) -> None:
+        """The poller found the socket readable: read it once, as the transport would."""
+        transport = self._transport
+        if self._poller is None or transport is None:
+            return
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # a reset: the connection is gone, with its cause
+            if self._error is None:
+                self._error = exc
+            self.abort()
+            return
+        if not data:  # the server ended TCP
+            self._close_transport()
+            return
+        self.data_received(data)

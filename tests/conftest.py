@@ -3,6 +3,10 @@
 ``GATEWAY_TEST_LOOP=uvloop`` runs every async test on uvloop (default: asyncio's own loop).
 A test marked ``@pytest.mark.asyncio(loop_factories=LOOPS)`` runs on both, whatever the
 variable says (uvloop's run is skipped where uvloop is not installed).
+
+``GATEWAY_TEST_READ_INTERVAL=0.005`` makes every shard read its socket in batches (as
+``Config(read_interval=0.005)`` does, through the loop's poller) unless its config names an
+interval: the end-to-end tests then check batched reading too.
 """
 
 from __future__ import annotations
@@ -38,6 +42,26 @@ def _loop_factories() -> dict[str, Any]:
 
 
 LOOP = os.environ.get("GATEWAY_TEST_LOOP", "asyncio").strip() or "asyncio"
+READ_INTERVAL = float(os.environ.get("GATEWAY_TEST_READ_INTERVAL", "0") or 0)
+
+
+@pytest.fixture(autouse=True)
+def _batched_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With GATEWAY_TEST_READ_INTERVAL: shards whose config reads as data arrives read in
+    batches (connections a test opens itself keep what they ask for).
+    """
+    if not READ_INTERVAL:
+        return
+    import gateway.shard
+    from gateway.transport import Connection
+
+    class Batched(Connection):
+        @classmethod
+        async def open(cls, url: str, **kwargs: Any) -> Connection:
+            kwargs["read_interval"] = kwargs.get("read_interval") or READ_INTERVAL
+            return await Connection.open.__func__(cls, url, **kwargs)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(gateway.shard, "Connection", Batched)
 
 
 def pytest_configure(config: pytest.Config) -> None:

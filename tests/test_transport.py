@@ -29,6 +29,20 @@ def scheme(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=[0.0, 0.005], ids=["as-it-arrives", "batched"])
+def read_interval(request: pytest.FixtureRequest) -> float:
+    """How the connections of a test read: as data arrives, or in batches (the poller)."""
+    return float(request.param)
+
+
+def reading(conn: Connection) -> bool:
+    """Whether the socket is being read (by the transport, or by the poller)."""
+    if conn._polled:
+        return conn._poller is not None
+    assert conn._transport is not None
+    return bool(conn._transport.is_reading())
+
+
 @contextlib.asynccontextmanager
 async def server(
     handler: Handler, scheme: str, certs: SimpleNamespace, **options: Any
@@ -46,16 +60,19 @@ async def server(
 class Client:
     """A Connection plus a way to await conditions on it (on_data wakes the waiter)."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_interval: float = 0.0) -> None:
         self.changed = asyncio.Event()
         self.conn: Connection | None = None
+        self.read_interval = read_interval
 
     def on_data(self) -> None:
         self.changed.set()
 
     async def open(self, url: str, certs: SimpleNamespace, **kw: Any) -> Connection:
         kw.setdefault("timeout", 10)
+        kw.setdefault("read_interval", self.read_interval)
         self.conn = await Connection.open(url, ssl=certs.client, on_data=self.on_data, **kw)
+        assert self.conn._polled is bool(kw["read_interval"])  # the poller reads, if asked
         return self.conn
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 10) -> None:
@@ -74,14 +91,16 @@ class Client:
         return taken
 
 
-async def test_messages_ping_and_the_servers_close(scheme: str, certs: SimpleNamespace) -> None:
+async def test_messages_ping_and_the_servers_close(
+    scheme: str, certs: SimpleNamespace, read_interval: float
+) -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send("first")
         await ws.send(b"\x00second")
         await asyncio.wait_for(await ws.ping(b"p"), 5)  # our pong comes back
         await ws.close(4000, "bye")
 
-    client = Client()
+    client = Client(read_interval)
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
         await client.until(lambda: conn.gone is not None or len(conn.messages) >= 2)
@@ -93,7 +112,9 @@ async def test_messages_ping_and_the_servers_close(scheme: str, certs: SimpleNam
         conn.send("too late")
 
 
-async def test_send_and_our_close_handshake(scheme: str, certs: SimpleNamespace) -> None:
+async def test_send_and_our_close_handshake(
+    scheme: str, certs: SimpleNamespace, read_interval: float
+) -> None:
     received: list[str | bytes] = []
     closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
@@ -102,7 +123,7 @@ async def test_send_and_our_close_handshake(scheme: str, certs: SimpleNamespace)
             received.append(message)
         closed.set_result(ws.close_code)
 
-    client = Client()
+    client = Client(read_interval)
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
         conn.send('{"op":1,"d":null}')
@@ -115,7 +136,7 @@ async def test_send_and_our_close_handshake(scheme: str, certs: SimpleNamespace)
 
 
 async def test_large_messages_arrive_whole_and_in_order(
-    scheme: str, certs: SimpleNamespace
+    scheme: str, certs: SimpleNamespace, read_interval: float
 ) -> None:
     # Bigger than one TLS record, than the plaintext buffer and than one socket read.
     sizes = [1, 16_000, 70_000, 1_000_000, 3]
@@ -126,7 +147,7 @@ async def test_large_messages_arrive_whole_and_in_order(
             await ws.send(payload)
         await ws.wait_closed()
 
-    client = Client()
+    client = Client(read_interval)
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
         got: list[bytes] = []
@@ -141,7 +162,7 @@ async def test_large_messages_arrive_whole_and_in_order(
 
 
 async def test_pause_reading_stops_the_socket_and_resume_reads_on(
-    scheme: str, certs: SimpleNamespace
+    scheme: str, certs: SimpleNamespace, read_interval: float
 ) -> None:
     """The shard pauses a connection whose consumer is behind (its byte high-water mark)."""
     total = 5000
@@ -151,19 +172,20 @@ async def test_pause_reading_stops_the_socket_and_resume_reads_on(
             await ws.send(str(n).rjust(2000))  # 10 MB in all: many socket reads
         await ws.wait_closed()
 
-    client = Client()
+    client = Client(read_interval)
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
         transport = conn._transport
         assert transport is not None
         await client.until(lambda: conn.messages)
         conn.pause_reading()
-        assert not transport.is_reading()
+        assert not reading(conn) and not transport.is_reading()
         got = client.take()
         await asyncio.sleep(0.2)  # a paused connection reads nothing more
         assert len(got) + len(conn.messages) < total
         conn.resume_reading()
-        assert transport.is_reading()
+        assert reading(conn)
+        assert transport.is_reading() is not conn._polled  # the poller reads, if batched
 
         def all_in() -> bool:
             got.extend(client.take())
@@ -175,13 +197,13 @@ async def test_pause_reading_stops_the_socket_and_resume_reads_on(
 
 
 async def test_a_dropped_tcp_connection_ends_without_a_code(
-    scheme: str, certs: SimpleNamespace
+    scheme: str, certs: SimpleNamespace, read_interval: float
 ) -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send("hello")
         ws.transport.abort()
 
-    client = Client()
+    client = Client(read_interval)
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
         await client.until(lambda: conn._lost.done())
@@ -191,13 +213,13 @@ async def test_a_dropped_tcp_connection_ends_without_a_code(
 
 
 async def test_the_server_ending_tls_or_tcp_without_a_close_frame(
-    scheme: str, certs: SimpleNamespace, caplog: pytest.LogCaptureFixture
+    scheme: str, certs: SimpleNamespace, read_interval: float, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send("last words")
         ws.transport.close()  # wss: close_notify, then FIN; ws: FIN
 
-    client = Client()
+    client = Client(read_interval)
     async with server(handler, scheme, certs) as url:
         conn = await client.open(url, certs)
         await client.until(lambda: conn._lost.done())
