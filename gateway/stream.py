@@ -121,11 +121,7 @@ class _ShardStream(Generic[T]):
     bounds) its own backlog, so a slow reader never stops any shard's heartbeats.
     """
 
-    def __init__(self, shards: Iterable[Shard], *, coalesce: float = 0.0) -> None:
-        if coalesce < 0:
-            raise ValueError(f"coalesce must be >= 0, got {coalesce}")
-        self._coalesce = coalesce
-        self._tick: asyncio.TimerHandle | None = None
+    def __init__(self, shards: Iterable[Shard]) -> None:
         self._shards = list(shards)
         if not self._shards:
             raise ValueError("a stream needs at least one shard")
@@ -171,17 +167,8 @@ class _ShardStream(Generic[T]):
         if waiter is None:
             return False
         if not waiter.done():
-            if not self._coalesce:
-                waiter.set_result(None)
-            elif self._tick is None:  # wake the reader once for what arrives meanwhile
-                assert self._loop is not None
-                self._tick = self._loop.call_later(self._coalesce, self._release)
+            waiter.set_result(None)
         return True
-
-    def _release(self) -> None:
-        self._tick = None
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
     def _leave(self, shard: Shard) -> None:
         self._live.discard(shard)
@@ -232,9 +219,6 @@ class _ShardStream(Generic[T]):
     async def aclose(self) -> None:
         """Stop the iteration (the shards stay open; close them with ``Shard.close``)."""
         self._closed = True
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
         for shard in list(self._live):
             self._leave(shard)
         self._pending.clear()
@@ -258,10 +242,8 @@ class ShardEventStream(_ShardStream[Event]):
     Each shard keeps its session alive by itself while the reader is busy, holding up to
     ``Config.read_high_water`` bytes before it stops reading its socket.
 
-    ``coalesce`` (seconds, off by default) is an opt-in for many quiet shards: a waiting
-    reader is woken at most once per ``coalesce`` for whatever arrived meanwhile, instead of
-    once per event, which trades up to that much latency for fewer task switches (see
-    ``tools/bench_trickle.py``).
+    For many quiet shards, ``Config(read_interval=0.005)`` reads their sockets in batches:
+    the reader then wakes once per batch, not once per event (see :mod:`gateway.poller`).
     """
 
     def _poll(self, shard: Shard) -> Event | None:

@@ -10,14 +10,16 @@ traffic flows, counts events and its own CPU time (user and system) over a fixed
 Clients, measured in the same run:
 
 - ``gateway``: our shards through one ``ShardEventStream`` (every event decoded);
-- ``gateway-5ms``: the same with ``ShardEventStream(coalesce=0.005)``: the reader wakes at
-  most once per 5 ms for whatever arrived (``p99_lag_ms``: from a shard's first "I have
-  data" to the event's delivery);
+- ``gateway-batched``: the same with ``Config(read_interval=0.005)``: the loop's poller
+  reads every shard's socket in one batch per 5 ms (``p99_lag_ms``: from the data's
+  arrival, at the latest, to the event's delivery: an upper bound);
 - ``floor``: N bare ``gateway.transport.Connection``\\ s that identify once and then
   inflate and JSON-decode every message in the data callback: no shard, no task, no
   heartbeat logic (what any client must at least pay on this loop);
 - ``floor-task``: the floor plus one reader task that the callback wakes for each event
   (a future per wake): the least any client with an async consumer pays;
+- ``floor-batched``: floor-task with its sockets read in batches every 5 ms (the
+  connections' ``read_interval``): the least a batched client pays;
 - ``hikari``: hikari's ``GatewayShardImpl`` (``pip install '.[bench]'``).
 
 Each runs on the default asyncio loop and on uvloop (when installed). The table gives CPU
@@ -82,7 +84,7 @@ async def _measure(window: Window, seconds: float, shards: int, base: int) -> di
     return window.result(shards, base)
 
 
-async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> dict[str, Any]:
+async def ours(shards: int, url: str, seconds: float, read_interval: float = 0.0) -> dict[str, Any]:
     from gateway import (
         Config,
         EventType,
@@ -92,20 +94,40 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
         ShardEventStream,
         create_range,
     )
+    from gateway.poller import ReadPoller
+
+    # The delivery lag of batched reading, an upper bound: data read by a tick arrived
+    # after the previous tick's select (or, for the first tick, when the poller woke).
+    marks = {"prev": 0.0, "since": 0.0}
+
+    class TimedPoller(ReadPoller):
+        def _woken(self) -> None:
+            marks["prev"] = time.perf_counter()
+            super()._woken()
+
+        def _tick(self) -> None:
+            marks["since"], marks["prev"] = marks["prev"], time.perf_counter()
+            super()._tick()
 
     class Timed(ShardEventStream):
-        """Notes when a shard first says it has data, to measure the delivery lag."""
+        """Notes when a shard's data arrived at the latest, to measure the delivery lag."""
 
         def _notify(self, shard: Any) -> bool:
-            arrived.setdefault(shard, time.perf_counter())
+            arrived.setdefault(shard, marks["since"])
             return super()._notify(shard)
+
+    if read_interval:
+        import gateway.poller
+
+        gateway.poller.ReadPoller = TimedPoller  # type: ignore[misc]
 
     base = rss()
     intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_PRESENCES
     queue = InMemoryQueue(0)
     # Dispatches only, as the floor and hikari count: no HELLO or ACK events.
     dispatches = EventTypeFlags.ALL & ~EventTypeFlags.GATEWAY
-    config = Config(TOKEN, intents, gateway_url=url, queue=queue, event_types=dispatches)
+    config = Config(TOKEN, intents, gateway_url=url, queue=queue, event_types=dispatches,
+                    read_interval=read_interval)  # fmt: skip
     group = create_range(range(shards), shards, lambda sid: config)
     window = Window()
     arrived: dict[Any, float] = {}
@@ -116,7 +138,7 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
     async def read() -> None:
         # The lag is measured only where it is the point (coalescing): its bookkeeping
         # would be a cost per event that the floor and hikari do not pay.
-        stream = (Timed if coalesce else ShardEventStream)(group, coalesce=coalesce)
+        stream = (Timed if read_interval else ShardEventStream)(group)
         readies = 0
         async for _, event in stream:
             if getattr(event, "type", None) is EventType.READY:
@@ -124,7 +146,7 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
                 if readies == shards:
                     break
         ready.set()  # the others start before measuring too
-        if not coalesce:
+        if not read_interval:
             async for _ in stream:  # dispatches only (no gateway events: see the config)
                 window.count += 1
             return
@@ -143,11 +165,13 @@ async def ours(shards: int, url: str, seconds: float, coalesce: float = 0.0) -> 
     return result
 
 
-async def ours_coalesced(shards: int, url: str, seconds: float) -> dict[str, Any]:
-    return await ours(shards, url, seconds, coalesce=0.005)
+async def ours_batched(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    return await ours(shards, url, seconds, read_interval=0.005)
 
 
-async def floor(shards: int, url: str, seconds: float, reader: bool = False) -> dict[str, Any]:
+async def floor(
+    shards: int, url: str, seconds: float, reader: bool = False, read_interval: float = 0.0
+) -> dict[str, Any]:
     import zlib
     from collections import deque
 
@@ -198,7 +222,8 @@ async def floor(shards: int, url: str, seconds: float, reader: bool = False) -> 
                     conn.send(json.dumps(payload))
 
         conn = await Connection.open(url + "/?v=10&encoding=json&compress=zlib-stream",
-                                     ssl=None, timeout=30, on_data=on_data)  # fmt: skip
+                                     ssl=None, timeout=30, on_data=on_data,
+                                     read_interval=read_interval)  # fmt: skip
         on_data()  # HELLO may have come with the handshake
         return conn
 
@@ -232,11 +257,17 @@ async def hikari(shards: int, url: str, seconds: float) -> dict[str, Any]:
     return result
 
 
+async def floor_batched(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    """floor-task with the sockets read in batches every 5 ms (``read_interval``)."""
+    return await floor(shards, url, seconds, reader=True, read_interval=0.005)
+
+
 CLIENTS = {
     "floor": floor,
     "floor-task": floor_task,
     "gateway": ours,
-    "gateway-5ms": ours_coalesced,
+    "floor-batched": floor_batched,
+    "gateway-batched": ours_batched,
     "hikari": hikari,
 }
 
@@ -260,7 +291,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="events/s per shard")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--loops", default="asyncio,uvloop")
-    parser.add_argument("--clients", default="floor,floor-task,gateway,gateway-5ms,hikari")
+    clients = "floor,floor-task,gateway,floor-batched,gateway-batched,hikari"
+    parser.add_argument("--clients", default=clients)
     parser.add_argument("--repeat", type=int, default=1, help="runs per client (the median)")
     args = parser.parse_args()
     loops = [
