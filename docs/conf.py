@@ -53,7 +53,7 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(asyncio|ssl|ssl_module|collections|collections\.abc|typing|typing_extensions|enum"
-        r"|types|dataclasses|http|websockets|logging|contextlib|redis)(\..*)?",
+        r"|types|dataclasses|http|websockets|logging|contextlib|redis|selectors)(\..*)?",
     ),
     (
         r"py:.*",

@@ -11,6 +11,7 @@ from . import __version__
 from .commands import UpdatePresence
 from .events import EventTypeFlags
 from .intents import Intents
+from .poller import MAX_READ_INTERVAL
 from .session import Session, SessionStore
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ class Config:
       (``0.005``) read it in batches: every shard of the event loop with the same interval
       is read in one go per interval, for at most that much added latency; for many quiet
       shards in one process this cuts the CPU per event by about a third (see
-      :mod:`gateway.poller` and ``tools/bench_trickle.py``). POSIX only (elsewhere: 0).
+      :mod:`gateway.poller` and ``tools/bench_trickle.py``). At most 0.1. POSIX only
+      (elsewhere: 0).
     - ``hello_timeout``: seconds to wait for HELLO on a new connection (20) before
       reconnecting.
     - ``backoff_base`` / ``backoff_max``: reconnect backoff, full jitter in
@@ -124,8 +126,10 @@ class Config:
         for name in ("connect_timeout", "hello_timeout", "read_high_water", "backoff_max"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not 0 <= self.read_interval <= 1:
-            raise ValueError(f"read_interval must be 0-1 seconds, got {self.read_interval!r}")
+        if not 0 <= self.read_interval <= MAX_READ_INTERVAL:
+            raise ValueError(
+                f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {self.read_interval!r}"
+            )
         if self.backoff_base < 0 or self.backoff_reset_after < 0:
             raise ValueError("backoff_base and backoff_reset_after must be >= 0")
         if self.loop_watchdog is not None and not self.loop_watchdog > 0:

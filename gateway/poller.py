@@ -7,7 +7,9 @@ With ``Config.read_interval`` set, a connection's socket leaves the event loop's
 (its transport stays paused, writes still go through it) and joins the :class:`ReadPoller`
 of that loop and interval. Every ``interval`` seconds the poller asks its own selector which
 sockets have data, reads each once and hands the bytes to its connection, all in one loop
-callback; a consumer is woken once per tick for what every shard received meanwhile.
+callback; a consumer is woken once per tick for what every shard received meanwhile. A
+socket that filled its read (a burst: more is waiting) is read again at the next loop
+iteration rather than one interval later, so a burst drains at full speed.
 
 While none of its sockets has data, the poller does not tick: the loop watches only the
 poller's selector, an epoll (or kqueue) file descriptor that is readable when any socket in
@@ -27,7 +29,11 @@ import selectors
 import weakref
 from collections.abc import Callable
 
-__all__ = ["ReadPoller", "poller_for"]
+__all__ = ["MAX_READ_INTERVAL", "ReadPoller", "poller_for"]
+
+#: The longest read interval (seconds): batches are for milliseconds, far below the
+#: heartbeat interval, so that heartbeat ACKs and close frames are never read late.
+MAX_READ_INTERVAL = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +66,9 @@ def poller_for(loop: asyncio.AbstractEventLoop, interval: float) -> ReadPoller |
 class ReadPoller:
     """Reads the sockets added to it, every ``interval`` seconds while any has data.
 
-    ``add(fd, read)``: call ``read()`` (which reads ``fd`` once, without blocking) on each
-    tick that finds ``fd`` readable. A ``read`` that raises is logged and removed; the
+    ``add(fd, read)``: call ``read()`` (which reads ``fd`` once, without blocking, and
+    returns whether more may be waiting) on each tick that finds ``fd`` readable. A
+    ``read`` that raises is logged and removed (it must fail its connection itself); the
     others go on. The poller closes its selector once its last socket is removed.
     """
 
@@ -78,7 +85,7 @@ class ReadPoller:
         self._loop = weakref.ref(loop)
         self._selector = selector
         self._fd = fd  # the selector's own descriptor, readable when any socket in it is
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # the next tick
         self._watching = False  # the loop watches our selector's descriptor
         self._closed = False
 
@@ -90,7 +97,7 @@ class ReadPoller:
         """No tick is due: the loop watches the selector for the next data (or nothing)."""
         return self._timer is None
 
-    def add(self, fd: int, read: Callable[[], None]) -> None:
+    def add(self, fd: int, read: Callable[[], bool]) -> None:
         """Read ``fd`` with ``read`` from the next tick on (again, if it was removed)."""
         if self._closed:
             raise RuntimeError("the poller is closed")
@@ -103,9 +110,13 @@ class ReadPoller:
             self._selector.unregister(fd)
         self._selector.register(fd, selectors.EVENT_READ, read)
         if self._timer is None and not self._watching:
-            self._watch()
+            try:
+                self._watch()
+            except BaseException:  # a loop that cannot watch a descriptor: not added
+                self._selector.unregister(fd)
+                raise
 
-    def remove(self, fd: int, read: Callable[[], None]) -> None:
+    def remove(self, fd: int, read: Callable[[], bool]) -> None:
         """Stop reading ``fd`` (nothing if ``read`` is not what reads it now)."""
         if self._closed:
             return
@@ -136,20 +147,23 @@ class ReadPoller:
     def _tick(self) -> None:
         self._timer = None
         ready = self._selector.select(0)
+        more = False
         for key, _ in ready:
             if self._closed:
                 return
             if self._selector.get_map().get(key.fd) is not key:
                 continue  # removed (or replaced) by an earlier reader of this tick
-            read: Callable[[], None] = key.data
+            read: Callable[[], bool] = key.data
             try:
-                read()
+                more = read() or more
             except Exception:  # a bug in one connection must not stop the others
                 log.exception("reading a polled socket failed")
                 self.remove(key.fd, read)
         if self._closed:
             return
-        if ready:  # busy: tick again (data keeps coming, most likely)
+        if more:  # a burst: read on at the next iteration, after the loop's other work
+            self._timer = self._running_loop().call_soon(self._tick)
+        elif ready:  # busy: tick again (data keeps coming, most likely)
             self._timer = self._running_loop().call_later(self.interval, self._tick)
         elif not self._watching:  # quiet: sleep until a socket has data
             self._watch()

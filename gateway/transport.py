@@ -40,7 +40,7 @@ from websockets.uri import WebSocketURI, parse_uri
 from . import backends
 from ._speedups import CompressionError, FrameError, FrameReader
 from .config import USER_AGENT
-from .poller import ReadPoller, poller_for
+from .poller import MAX_READ_INTERVAL, ReadPoller, poller_for
 
 __all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "QuietLogger"]
 
@@ -172,8 +172,10 @@ class Connection(asyncio.Protocol):
         ``read_interval`` > 0: once open, read the socket in batches every that many
         seconds (see :mod:`gateway.poller`); 0 reads as data arrives.
         """
-        if read_interval < 0:
-            raise ValueError(f"read_interval must be >= 0, got {read_interval}")
+        if not 0 <= read_interval <= MAX_READ_INTERVAL:
+            raise ValueError(
+                f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {read_interval!r}"
+            )
         uri = parse_uri(url)
         context = None
         if uri.secure:
@@ -541,16 +543,23 @@ class Connection(asyncio.Protocol):
     def _start_polling(self) -> None:
         """Hand the socket's reading from the transport to the loop's poller."""
         transport = self._transport
-        if transport is None or poller_for(self._loop, self._read_interval) is None:
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None:
+            return
+        poller = poller_for(self._loop, self._read_interval)
+        if poller is None:
             return  # this platform reads as data arrives
-        sock = transport.get_extra_info("socket")
-        if sock is None:
+        fd = sock.fileno()
+        try:
+            poller.add(fd, self._read_once)
+        except NotImplementedError:  # a loop that cannot watch the poller (no add_reader)
             return
         transport.pause_reading()
         self._polled = True
-        self._fd = sock.fileno()
-        if not self._paused:
-            self._poll_on()
+        self._fd = fd
+        self._poller = poller
+        if self._paused:
+            self._poll_off()
 
     def _poll_on(self) -> None:
         if self._poller is None and self._fd >= 0:
@@ -583,21 +592,24 @@ class Connection(asyncio.Protocol):
         elif self._transport is not None:
             self._transport.resume_reading()
 
-    def _poll_read(self) -> None:
-        """The poller found the socket readable: read it once, as the transport would."""
+    def _poll_read(self) -> bool:
+        """The poller found the socket readable: read it once, as the transport would;
+        whether more may be waiting (the read filled its buffer).
+        """
         transport = self._transport
         if self._poller is None or transport is None:
-            return
+            return False
         try:
             data = os.read(self._fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:  # a reset: the connection is gone, with its cause
             if self._error is None:
                 self._error = exc
             self.abort()
-            return
+            return False
         if not data:  # the server ended TCP
             self._close_transport()
-            return
-        self.data_received(data)
+            return False
+        self.data_received(data)  # keeps its own errors (it fails the connection)
+        return len(data) == READ_SIZE

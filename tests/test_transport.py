@@ -161,6 +161,27 @@ async def test_large_messages_arrive_whole_and_in_order(
         await conn.close(1000)
 
 
+async def test_a_burst_is_read_at_full_speed_when_batched(certs: SimpleNamespace) -> None:
+    """A socket whose read filled the buffer is read again at once, not one interval later:
+    at the longest interval, 4 MB at one read (124 KiB) per interval would take >= 3 s.
+    """
+    payload = bytes(range(256)) * (4 * 1024 * 1024 // 256)
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(payload)
+        await ws.wait_closed()
+
+    client = Client(read_interval=0.1)
+    async with server(handler, "ws", certs) as url:
+        conn = await client.open(url, certs)
+        started = asyncio.get_running_loop().time()
+        await client.until(lambda: conn.messages)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert client.take() == [payload]
+        assert elapsed < 1.5, elapsed
+        await conn.close(1000)
+
+
 async def test_pause_reading_stops_the_socket_and_resume_reads_on(
     scheme: str, certs: SimpleNamespace, read_interval: float
 ) -> None:
