@@ -103,6 +103,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"API base for /gateway/bot (default {DEFAULT_API_BASE_URL}; "
                         "not asked when --gateway-url is given without it)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="exit 0 after this many events")
+    p.add_argument("--read-interval", type=float, default=0.0, metavar="SECONDS",
+                   help="read the shards' sockets in batches every SECONDS (e.g. 0.005, "
+                        "for many quiet shards; default 0: as data arrives)")  # fmt: skip
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     add_loop_argument(p)
     r = p.add_argument_group("several processes or hosts (gateway[redis])")
@@ -155,7 +158,8 @@ def _main(args: argparse.Namespace) -> int:
         intents = Intents.parse(args.intents)
         wanted = EventTypeFlags.parse(args.events) if args.events else None
         spec = parse_shards(args.shards)
-        config = Config(token, intents, gateway_url=args.gateway_url or "wss://gateway.discord.gg")
+        url = args.gateway_url or "wss://gateway.discord.gg"
+        config = Config(token, intents, gateway_url=url, read_interval=args.read_interval)
         redis = _redis_options(args)
     except ValueError as exc:
         return _fail(str(exc))

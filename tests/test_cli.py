@@ -55,11 +55,13 @@ async def test_demo_with_faults_heals() -> None:
     assert re.search(r"resumes [1-9]", out), out
 
 
-async def test_run_writes_json_lines_of_the_wanted_events() -> None:
+@pytest.mark.parametrize("read_interval", ["0", "0.005"])
+async def test_run_writes_json_lines_of_the_wanted_events(read_interval: str) -> None:
     async with GatewayEmulator(tokens=[TOKEN], events_per_second=500, guilds=4) as emu:
         code, out, err = await gateway_cli(
             "run", "--intents", "GUILDS,GUILD_MESSAGES,MESSAGE_CONTENT", "--gateway-url", emu.url,
-            "--events", "MESSAGE_CREATE", "--limit", "20", DISCORD_TOKEN=TOKEN,
+            "--events", "MESSAGE_CREATE", "--limit", "20", "--read-interval", read_interval,
+            DISCORD_TOKEN=TOKEN,
         )  # fmt: skip
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
@@ -112,6 +114,8 @@ async def test_run_bad_token_for_gateway_bot_exits_1() -> None:
         (["run", "--intents", "GUILDS", "--shards", "3-1/4"], {"DISCORD_TOKEN": TOKEN},
          "--shards"),
         (["demo", "--discord"], {}, "DISCORD_TOKEN"),
+        (["run", "--intents", "GUILDS", "--read-interval", "5"], {"DISCORD_TOKEN": TOKEN},
+         "read_interval must be 0-0.1 seconds"),
     ],
 )  # fmt: skip
 async def test_usage_errors_are_one_line_exit_2(

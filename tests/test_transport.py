@@ -217,6 +217,31 @@ async def test_pause_reading_stops_the_socket_and_resume_reads_on(
         await conn.close(1000)
 
 
+async def test_closing_a_paused_connection_reads_the_servers_close_frame(
+    scheme: str, certs: SimpleNamespace, read_interval: float
+) -> None:
+    """close() reads on, even while paused, to take the server's echo of the close frame."""
+    closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("one")
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.recv()
+        closed.set_result(ws.close_code)
+
+    client = Client(read_interval)
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        await client.until(lambda: conn.messages)
+        conn.pause_reading()
+        assert not reading(conn)
+        async with asyncio.timeout(4):  # well under CLOSE_TIMEOUT: the echo was read
+            await conn.close(1000)
+        assert await asyncio.wait_for(closed, 5) == 1000
+    gone = conn.gone
+    assert gone is not None and gone.code == 1000
+
+
 async def test_a_dropped_tcp_connection_ends_without_a_code(
     scheme: str, certs: SimpleNamespace, read_interval: float
 ) -> None:
