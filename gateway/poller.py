@@ -146,6 +146,8 @@ class ReadPoller:
 
     def _tick(self) -> None:
         self._timer = None
+        loop = self._running_loop()
+        due = loop.time() + self.interval  # one interval from this select, not from its end
         ready = self._selector.select(0)
         more = False
         for key, _ in ready:
@@ -162,9 +164,9 @@ class ReadPoller:
         if self._closed:
             return
         if more:  # a burst: read on at the next iteration, after the loop's other work
-            self._timer = self._running_loop().call_soon(self._tick)
+            self._timer = loop.call_soon(self._tick)
         elif ready:  # busy: tick again (data keeps coming, most likely)
-            self._timer = self._running_loop().call_later(self.interval, self._tick)
+            self._timer = loop.call_at(due, self._tick)
         elif not self._watching:  # quiet: sleep until a socket has data
             self._watch()
 
