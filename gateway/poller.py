@@ -16,9 +16,9 @@ poller's selector, an epoll (or kqueue) file descriptor that is readable when an
 it is. The first data then waits ``interval`` before it is read, so that the data arriving
 meanwhile is read in the same batch: the added latency is at most ``interval``.
 
-Where the platform's selector has no file descriptor of its own (Windows), or the loop
-cannot watch one (the Proactor loop), :func:`poller_for` returns None and connections read
-as data arrives.
+Where the platform's selector has no file descriptor of its own (Windows),
+:func:`poller_for` returns None; where the loop cannot watch one (no ``add_reader``),
+:meth:`ReadPoller.add` raises NotImplementedError. Connections then read as data arrives.
 """
 
 from __future__ import annotations
