@@ -128,9 +128,13 @@ async def test_a_failing_identify_queue_surfaces_and_is_retried() -> None:
             if self.calls == 1:
                 raise ConnectionError("redis is down")
 
-    async with GatewayEmulator(heartbeat_interval=1.0, guilds=0) as emu:
+    # The retry comes 0.5-1 s after the failure (rng 0: 0.5 s). The emulator's identify
+    # deadline defaults to the heartbeat interval, 1 s from the connection's opening: a
+    # late retry met a 4003 close, then identify rate-limit closes on the reconnects (a
+    # flake seen once in CI, 5 acquires). 5 s leaves this test to the queue's retry.
+    async with GatewayEmulator(heartbeat_interval=1.0, guilds=0, identify_timeout=5.0) as emu:
         queue = Flaky()
-        shard = shard_for(emu, queue=queue)
+        shard = shard_for(emu, queue=queue, rng=lambda: 0.0)
         with pytest.raises(ReceiveMessageError) as info:
             await take_until(shard, EventType.READY)
         assert info.value.kind is ReceiveMessageErrorKind.IDENTIFY_QUEUE
