@@ -546,18 +546,16 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None:
             return
-        poller = poller_for(self._loop, self._read_interval)
-        if poller is None:
+        if poller_for(self._loop, self._read_interval) is None:
             return  # this platform reads as data arrives
-        fd = sock.fileno()
+        self._fd = sock.fileno()
         try:
-            poller.add(fd, self._read_once)
-        except NotImplementedError:  # a loop that cannot watch the poller (no add_reader)
+            self._poll_on()  # even if paused: a loop that cannot watch the poller says so now
+        except NotImplementedError:  # (no add_reader): the transport goes on reading
+            self._fd = -1
             return
         transport.pause_reading()
         self._polled = True
-        self._fd = fd
-        self._poller = poller
         if self._paused:
             self._poll_off()
 
