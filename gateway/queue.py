@@ -1,9 +1,12 @@
 """Identify queues: one IDENTIFY per bucket per 5 s, and the daily session-start budget.
 
 Discord's bucket of shard N is ``N % max_concurrency``; buckets are started in order and the
-whole bot has a daily budget of session starts (protocol.md 4.3, 4.4). Every shard of a
-process must share one queue; :func:`default_queue` is that queue unless ``Config.queue``
-names another (for instance one built by :func:`gateway.stream.create_recommended`).
+whole bot has a daily budget of session starts (protocol.md 4.3, 4.4). Every shard of an
+event loop must share one queue; :func:`default_queue` is that queue unless ``Config.queue``
+names another (for instance one built by :func:`gateway.stream.create_recommended`). A
+process running shards on several event loops (threads) has one default queue per loop;
+when those shards must share the bot's identify windows and budget, give each loop a
+:class:`gateway.redis.RedisQueue` on the same Redis (or a queue of your own).
 """
 
 from __future__ import annotations
@@ -212,7 +215,12 @@ _DEFAULT: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InMemoryQueue] = 
 
 
 def default_queue() -> InMemoryQueue:
-    """The process-wide queue (one per event loop) shared by shards without ``Config.queue``."""
+    """The running event loop's queue, shared by that loop's shards without ``Config.queue``.
+
+    One per event loop, not per process: an :class:`InMemoryQueue` holds futures and timers
+    of the loop that uses it, so shards on another loop (another thread, or a later
+    ``asyncio.run``) get their own, and a closed loop's queue goes with it.
+    """
     loop = asyncio.get_running_loop()
     queue = _DEFAULT.get(loop)
     if queue is None:

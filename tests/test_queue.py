@@ -193,6 +193,26 @@ async def test_shards_share_one_default_queue_per_loop() -> None:
     assert isinstance(default_queue(), Queue)
 
 
+def test_default_queue_is_per_event_loop_not_per_process() -> None:
+    """As documented: each loop (here two in turn, as two ``asyncio.run`` would) gets its own
+    queue, since a queue's futures and timers belong to one loop.
+    """
+
+    async def get() -> tuple[InMemoryQueue, InMemoryQueue]:
+        return default_queue(), default_queue()
+
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    try:
+        (a1, a2), (b1, b2) = (loop.run_until_complete(get()) for loop in loops)
+    finally:
+        for loop in loops:
+            loop.close()
+    assert a1 is a2 and b1 is b2
+    assert a1 is not b1
+    doc = " ".join((default_queue.__doc__ or "").split()).lower()
+    assert "per event loop" in doc and "process-wide" not in doc
+
+
 def test_from_session_start_limit_reads_milliseconds() -> None:
     limit = {"total": 1000, "remaining": 7, "reset_after": 1500, "max_concurrency": 16}
     queue = InMemoryQueue.from_session_start_limit(limit)
