@@ -59,3 +59,73 @@ def test_codec_uses_forced_backend(name: str) -> None:
     result = run_python(code, GATEWAY_JSON=name)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [name, '{"a":[1,"é"]}', "1"]
+
+
+# ---- hostile input: every backend raises DecodeError and nothing else ----------------------
+
+DEEP = 100_000
+HOSTILE = {
+    "deep_list": b"[" * DEEP + b"]" * DEEP,
+    "deep_object": b'{"a":' * DEEP + b"1" + b"}" * DEEP,
+    "nan": b'{"a":NaN}',
+    "infinity": b'{"a":Infinity}',
+    "minus_infinity": b'{"a":-Infinity}',
+    "lone_high_surrogate_escape": b'{"a":"\\ud800"}',
+    "lone_low_surrogate_escape": b'{"a":"x\\udc00y"}',
+    "surrogate_key_escape": b'{"\\ud800":1}',
+    "encoded_surrogate_bytes": b'{"a":"\xed\xa0\x80"}',
+    "invalid_utf8": b'{"a":"\xff\xfe"}',
+    "truncated_utf8": b'{"a":"\xe2\x82"}',
+    "digits_past_the_int_limit": b'{"a":1' + b"0" * 5000 + b"}",
+    "raw_surrogate_str": '{"a":"\udcff"}',
+}
+
+
+@pytest.fixture(params=AVAILABLE)
+def contract_loads(request: pytest.FixtureRequest) -> Callable[[bytes | str], Any]:
+    return codec.decoder(request.param)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_input_raises_only_decode_error(
+    case: str, contract_loads: Callable[[bytes | str], Any]
+) -> None:
+    with pytest.raises(codec.DecodeError):
+        contract_loads(HOSTILE[case])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":"NaN and Infinity are fine in strings"}',
+        b'{"a":"\\ud83d\\ude00 paired"}',
+        '{"a":"한국어 🔥"}'.encode(),
+        b'{"a":"\\u0041\\n"}',
+        b"[" * 200 + b"]" * 200,
+    ],
+)
+def test_valid_json_near_the_checks_decodes_alike(
+    text: bytes, contract_loads: Callable[[bytes | str], Any]
+) -> None:
+    expected = backends._load_json("json")[0](text)
+    assert contract_loads(text) == expected
+    assert contract_loads(text.decode()) == expected
+
+
+def test_huge_numbers_decode_or_raise_decode_error(
+    contract_loads: Callable[[bytes | str], Any],
+) -> None:
+    """10**400 and 1e400: a value (stdlib, ujson) or DecodeError (orjson), never
+    OverflowError.
+    """
+    for text in (b'{"a":1' + b"0" * 400 + b"}", b'{"a":1e400}', b'{"a":-1e400}'):
+        try:
+            contract_loads(text)
+        except codec.DecodeError:
+            pass
+
+
+def test_fast_loads_has_the_same_contract() -> None:
+    assert codec.fast_loads is codec.loads
+    with pytest.raises(codec.DecodeError):
+        codec.fast_loads(HOSTILE["deep_list"])

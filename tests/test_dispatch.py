@@ -316,3 +316,27 @@ def test_drain_argument_types(speedups: SimpleNamespace) -> None:
 def test_event_takes_bytes_only(speedups: SimpleNamespace, payload: Any) -> None:
     with pytest.raises(TypeError, match="payload must be bytes"):
         speedups.Dispatcher(TABLE, codec.fast_loads, Event).event(payload)
+
+
+@pytest.mark.parametrize("backend", ["json", "ujson", "orjson"])
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b"NaN", b'"\\ud800"', b'"\xed\xa0\x80"'],
+    ids=["deep", "nan", "lone_surrogate", "encoded_surrogate"],
+)
+def test_event_error_path_is_value_error_only(
+    speedups: SimpleNamespace, backend: str, body: bytes
+) -> None:
+    """A wanted dispatch whose ``d`` no backend may decode: ``event`` raises the codec's
+    DecodeError (a ValueError), never RecursionError or a value with NaN in it.
+    """
+    try:
+        loads = codec.decoder(backend)
+    except ImportError:
+        pytest.skip(f"{backend} is not installed")
+    dispatcher = speedups.Dispatcher(TABLE, loads, Event)
+    ready: deque[Any] = deque()
+    payload = dispatch("MESSAGE_CREATE", 1, body)
+    assert dispatcher.drain(deque([payload]), deque(), ready, 10) == (1, 1)
+    with pytest.raises(codec.DecodeError):
+        dispatcher.event(ready.popleft())
