@@ -54,7 +54,7 @@ _strict = json.JSONDecoder(parse_constant=_constant)
 
 def _stdlib_loads(data: bytes | str) -> Any:
     """The stdlib decoder without NaN/Infinity, strict UTF-8 for bytes."""
-    if type(data) is str:
+    if isinstance(data, str):
         text = data
         if not text.isascii():
             text.encode("utf-8")  # a raw lone surrogate: UnicodeEncodeError, a ValueError
@@ -91,7 +91,7 @@ def _ujson_loads(raw: Callable[[bytes | str], Any]) -> Callable[[bytes | str], A
     def loads(data: bytes | str) -> Any:
         # ujson takes encoded (bytes) or raw (str) surrogates: 0xED leads every encoded
         # one, so only payloads with it (or with non-ASCII text) pay the strict check.
-        if type(data) is str:
+        if isinstance(data, str):
             if not data.isascii():
                 data.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a surrogate
             constant = "NaN" in data or "Infinity" in data
