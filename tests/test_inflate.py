@@ -198,3 +198,115 @@ def test_payload_compression_is_capped_too() -> None:
     with pytest.raises(CompressionError, match="byte limit"):
         NoInflater(100_000).feed(blob)
     assert NoInflater(5_000_000).feed(blob) == b"0" * 5_000_000
+
+
+# ---- issue 21: compressed bytes held per message are capped (item 7) ----------------------
+
+
+def test_compressed_bytes_without_the_suffix_are_capped(speedups: Any) -> None:
+    """A server that never ends a message: the partial buffer stops at ``max_pending`` with a
+    typed error and is let go, instead of growing by every frame.
+    """
+    stream = speedups.ZlibStream(zlib.decompressobj(), max_pending=100_000)
+    chunk = b"\x02" * 40_000  # never ends in the suffix
+    assert stream.feed(chunk) is None
+    assert stream.feed(chunk) is None
+    assert stream.buffered == 80_000
+    with pytest.raises(CompressionError, match="100000 byte limit"):
+        stream.feed(chunk)
+    assert stream.buffered == 0
+
+
+def test_one_frame_over_max_pending_is_an_error_too(speedups: Any) -> None:
+    co = zlib.compressobj(0)  # stored: the compressed message is longer than the text
+    frame = co.compress(b"x" * 5000) + co.flush(zlib.Z_SYNC_FLUSH)
+    with pytest.raises(CompressionError, match="byte limit"):
+        speedups.ZlibStream(zlib.decompressobj(), max_pending=len(frame) - 1).feed(frame)
+    exact = speedups.ZlibStream(zlib.decompressobj(), max_pending=len(frame))
+    assert exact.feed(frame) == b"x" * 5000
+
+
+@pytest.mark.parametrize("bad", [-1, "1", 1.5])
+def test_max_pending_is_checked_alike(speedups: Any, bad: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        speedups.ZlibStream(zlib.decompressobj(), max_pending=bad)
+
+
+def test_reader_stops_at_the_pending_cap(speedups: Any) -> None:
+    """Inside the frame reader the cap ends reading like corrupt data."""
+    stream = speedups.ZlibStream(zlib.decompressobj(), max_pending=1000)
+    reader = speedups.FrameReader(0, stream)
+    frame = struct.pack("!BB", 0x82, 126) + struct.pack("!H", 600) + b"\x01" * 600
+    assert reader.feed(frame * 3) == []
+    assert isinstance(reader.error, CompressionError)
+    assert stream.buffered == 0
+
+
+def test_create_caps_compressed_bytes_by_default() -> None:
+    from gateway import compression
+
+    stream = compression.create("zlib-stream", None, max_compressed=10)
+    assert stream is not None
+    with pytest.raises(CompressionError):
+        stream.feed(b"\x01" * 11)
+    assert compression.MAX_COMPRESSED == 64 * 1024 * 1024
+
+
+# ---- issue 21: zstd-stream inflates under the cap, never past it (item 6) ------------------
+
+
+def _zstd_bomb(size: int) -> tuple[Any, bytes]:
+    zstd = pytest.importorskip("backports.zstd")
+    c = zstd.ZstdCompressor()
+    return zstd, c.compress(b"\0" * size, c.FLUSH_BLOCK)
+
+
+@pytest.mark.parametrize("backend", ["max_length", "zstandard"])
+def test_a_zstd_bomb_never_allocates_past_the_cap(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ~2 KB message inflating to 64 MiB under a 1 MiB cap: a typed error, and the
+    largest allocation stays near the cap (tracemalloc sees the backends' bytes objects).
+    """
+    import tracemalloc
+
+    from gateway import compression
+
+    _, bomb = _zstd_bomb(64 * 1024 * 1024)
+    assert len(bomb) < 16_384
+    if backend == "zstandard":
+        zstandard = pytest.importorskip("zstandard")
+        monkeypatch.setattr(
+            compression,
+            "_zstd_decompressor",
+            lambda: (zstandard.ZstdDecompressor().decompressobj(), False),
+        )
+    inflater = compression.ZstdInflater(1024 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CompressionError, match="inflates past"):
+            inflater.feed(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("backend", ["max_length", "zstandard"])
+def test_zstd_messages_up_to_the_cap_pass(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import compression
+
+    zstd, _ = _zstd_bomb(1)
+    if backend == "zstandard":
+        zstandard = pytest.importorskip("zstandard")
+        monkeypatch.setattr(
+            compression,
+            "_zstd_decompressor",
+            lambda: (zstandard.ZstdDecompressor().decompressobj(), False),
+        )
+    c = zstd.ZstdCompressor()
+    inflater = compression.ZstdInflater(100_000)
+    for text in (b'{"op":11}', bytes(range(256)) * 390, b"y" * 100_000):
+        assert inflater.feed(c.compress(text, c.FLUSH_BLOCK)) == text
+    with pytest.raises(CompressionError):
+        inflater.feed(c.compress(b"z" * 100_001, c.FLUSH_BLOCK))

@@ -310,25 +310,29 @@ def _item(item: Any) -> Any:
 KEEPS = (0, 1, 512, 2**64)
 #: ZlibStream's inflated-size cap (0: none), against decompression bombs.
 INFLATED_MAX = (0, 0, 16, 600)
+#: ZlibStream's cap on one message's compressed bytes (0: none), against endless messages.
+PENDING_MAX = (0, 0, 64, 5000)
 
 
 def t_zlib(data: bytes) -> None:
     inp = Input(data)
     ctl = inp.byte()
     keep = KEEPS[ctl % 4]
-    cap = INFLATED_MAX[inp.byte() % 4]
+    caps = inp.byte()
+    cap = INFLATED_MAX[caps % 4]
+    pending = PENDING_MAX[(caps >> 2) % 4]
     frames = inp.rest().split(SEP)
     wire = b"".join(frame(f[:70000], 2) for f in frames)
     cuts = cuts_of(Input(data[-8:]), len(wire))
     results = []
     for twin, other in ((CY, PY if ctl & 4 else CY), (PY, CY if ctl & 4 else PY)):
-        stream = twin.ZlibStream(G.decompressobj(), keep, cap)
+        stream = twin.ZlibStream(G.decompressobj(), keep, cap, pending)
         alone = []
         for f in frames:
             alone.append(outcome(stream.feed, f))
             if alone[-1][0] == "raised":
                 break
-        inflater = other.ZlibStream(G.decompressobj(), keep, cap)
+        inflater = other.ZlibStream(G.decompressobj(), keep, cap, pending)
         reader = twin.FrameReader(4096 if ctl & 8 else 0, inflater)
         steps = feed_all(reader, wire, cuts, ctl >> 4)
         results.append((alone, stream.buffered, steps, reader_state(reader)))

@@ -9,8 +9,9 @@ inputs with the same exception types and messages. What each entry point accepts
 - ``FrameReader.feed(data)``: any bytes-like object (the socket boundary: a buffered
   protocol may hand a memoryview); anything but ``bytes`` is copied first, so the caller
   may reuse its buffer and the reader never points into memory it does not own.
-- sizes (``FrameReader(max_size)``, ``ZlibStream(keep_buffer)``): an int >= 0 (``max_size``
-  may also be None: no limit, like 0); any size, however large.
+- sizes (``FrameReader(max_size)``, ``ZlibStream(keep_buffer, max_size, max_pending)``):
+  an int >= 0 (``max_size`` and ``max_pending`` may also be None: no limit, like 0); any
+  size, however large.
 - ``Dispatcher.drain``: ``frames``, ``payloads``, ``ready`` are ``collections.deque``;
   ``limit`` is an int (any size; <= 0 takes nothing).
 - ``Dispatcher(table)``: a mapping of ``str`` names, copied (see :func:`frozen_table`).

@@ -3,4 +3,5 @@ cdef class ZlibStream:
     cdef bytearray _buffer
     cdef Py_ssize_t _keep
     cdef Py_ssize_t _max
+    cdef Py_ssize_t _max_pending
     cpdef object feed(self, object frame)

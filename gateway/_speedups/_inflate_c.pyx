@@ -2,7 +2,8 @@
 """Compiled zlib-stream buffering: twin of ``_inflate_py.py`` (same output, same errors).
 
 ``FrameReader`` (``_frames_c``) calls :meth:`ZlibStream.feed` as a C function, so a chunk
-of socket data goes through framing and inflating in one compiled call.
+of socket data goes through framing and inflating in one compiled call. The caps
+(``max_size``, ``max_pending``) are the pure twin's: see its docstring.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
@@ -25,13 +26,14 @@ cdef inline bint _ends_with_suffix(const unsigned char* p, Py_ssize_t n) noexcep
 cdef class ZlibStream:
     """``feed(frame)`` returns the whole inflated message, or None until it is complete."""
 
-    def __init__(self, decompressobj, keep_buffer=KEEP_BUFFER, max_size=0):
+    def __init__(self, decompressobj, keep_buffer=KEEP_BUFFER, max_size=0, max_pending=0):
         self._decompress = decompressobj.decompress
         self._buffer = bytearray()
         keep_buffer = _args.size("keep_buffer", keep_buffer)
         # Clamped: no buffer can be longer, so a larger keep_buffer means the same.
         self._keep = min(keep_buffer, sys.maxsize)
         self._max = min(_args.size("max_size", max_size, none=True), sys.maxsize - 1)
+        self._max_pending = min(_args.size("max_pending", max_pending, none=True), sys.maxsize)
 
     @property
     def buffered(self):
@@ -44,6 +46,11 @@ cdef class ZlibStream:
         cdef Py_ssize_t n
         if type(frame) is not bytes:
             raise _args.not_bytes("frame", frame)
+        if self._max_pending and len(self._buffer) + len(<bytes> frame) > self._max_pending:
+            self._buffer = bytearray()  # the stream is dead: let go of what it held
+            raise CompressionError(
+                f"a message's compressed bytes pass the {self._max_pending} byte limit"
+            )
         if len(self._buffer) == 0 and _ends_with_suffix(<const unsigned char*> (<bytes> frame),
                                                         len(<bytes> frame)):
             data = frame
