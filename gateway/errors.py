@@ -29,6 +29,10 @@ class ReceiveMessageErrorKind(enum.Enum):
     #: The identify queue failed (for example its Redis is unreachable): the shard logs
     #: it and retries with backoff, heartbeating meanwhile.
     IDENTIFY_QUEUE = "identify_queue"
+    #: A Redis stream entry is malformed (a field missing, not a number, not UTF-8):
+    #: :func:`gateway.redis.consume` yields this error for it, acknowledges it (it can
+    #: never become valid) and goes on with the next entry.
+    STREAM_ENTRY = "stream_entry"
 
 
 class ReceiveMessageError(GatewayError):
