@@ -48,7 +48,11 @@ def both(data: bytes, cuts: list[int], max_size: int = 0) -> tuple[list[tuple[in
     return results[0][0], results[0][1]
 
 
-message = st.tuples(st.sampled_from([1, 2]), st.binary(max_size=300), st.integers(1, 4))
+# Text messages are valid UTF-8 (invalid ones end reading: tested on their own below).
+message = st.one_of(
+    st.tuples(st.just(1), st.text(max_size=150).map(str.encode), st.integers(1, 4)),
+    st.tuples(st.just(2), st.binary(max_size=300), st.integers(1, 4)),
+)
 sizes = st.sampled_from([0, 1, 125, 126, 127, 65535, 65536, 70000])
 
 
@@ -288,3 +292,91 @@ def test_sink_and_inflater_are_checked_at_construction(speedups: SimpleNamespace
         speedups.FrameReader(0, None, object())
     with pytest.raises(AttributeError):
         speedups.FrameReader(0, object())
+
+
+# ---- issue 21 item 5: text messages must be valid UTF-8 (RFC 6455 8.1) -------------------
+
+UTF8_CASES = [
+    b"plain ascii",
+    "héllo wörld 🔥 한국어".encode(),
+    b"\xef\xbf\xbf",  # U+FFFF
+    b"\xf4\x8f\xbf\xbf",  # U+10FFFF
+    b"x" * 7 + "é".encode() + b"y" * 9,  # a multi-byte character across the word loop
+    b"\xff",
+    b"\xc0\x80",  # overlong NUL
+    b"\xc1\xbf",
+    b"\xe0\x80\x80",  # overlong
+    b"\xe0\x9f\xbf",
+    b"\xf0\x8f\xbf\xbf",  # overlong 4-byte
+    b"\xed\xa0\x80",  # a surrogate
+    b"\xed\xbf\xbf",
+    b"\xf4\x90\x80\x80",  # past U+10FFFF
+    b"\xf5\x80\x80\x80",
+    b"\x80",  # a lone continuation byte
+    b"abcdefgh\xc3",  # cut short at the end
+    b"abc\xe2\x82",
+    b"abc\xf0\x9f\x94",
+    b"\xc3(",  # a lead without its continuation
+    b"\xe2(\xa1",
+    b'{"t":"MESSAGE_CREATE","d":{"content":"' + b"\xfe" * 42 + b'"}}',
+]
+
+
+@pytest.mark.parametrize("payload", UTF8_CASES)
+def test_text_messages_are_checked_as_python_decodes(payload: bytes) -> None:
+    """Every twin's verdict is ``bytes.decode("utf-8")``'s; invalid is close code 1007."""
+    try:
+        payload.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    data = frame(b"before", 1) + frame(payload, 1) + frame(b"after", 1)
+    out, error = both(data, [3, len(data) // 2])
+    if valid:
+        assert error is None
+        assert out == [(1, b"before"), (1, payload), (1, b"after")]
+    else:
+        assert out == [(1, b"before")]
+        assert error == ("text message is not valid UTF-8", 1007)
+
+
+@given(st.binary(max_size=40), st.lists(st.integers(0, 60), max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_any_text_bytes_get_the_decoders_verdict(payload: bytes, cuts: list[int]) -> None:
+    try:
+        payload.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    _, error = both(frame(payload, 1), cuts)
+    assert (error is None) == valid
+    _, error = both(frame(payload, 2), cuts)  # binary: never checked
+    assert error is None
+
+
+def test_a_fragmented_text_message_is_checked_whole() -> None:
+    """A character split over two fragments is valid; invalid bytes in any fragment are not."""
+    fire = "🔥".encode()
+    ok = frame(fire[:2], 1, fin=False) + frame(fire[2:], 0)
+    out, error = both(ok, [1])
+    assert error is None and out == [(1, fire)]
+    bad = frame(b"ok", 1, fin=False) + frame(b"\xff", 0, fin=False) + frame(b"ok", 0)
+    out, error = both(bad, [])
+    assert out == [] and error == ("text message is not valid UTF-8", 1007)
+
+
+def test_invalid_text_is_checked_before_the_inflater_and_sink(speedups: SimpleNamespace) -> None:
+    class Inflater:
+        def __init__(self) -> None:
+            self.fed: list[bytes] = []
+
+        def feed(self, data: bytes) -> bytes:
+            self.fed.append(data)
+            return data
+
+    sink: list[bytes] = []
+    inflater = Inflater()
+    reader = speedups.FrameReader(0, inflater, sink)
+    assert reader.feed(frame(b"\xc3\xa9", 1) + frame(b"\xc3", 1) + frame(b"x", 1)) == []
+    assert inflater.fed == [b"\xc3\xa9"] and sink == [b"\xc3\xa9"]
+    assert reader.error is not None and reader.error.close_code == 1007

@@ -430,6 +430,10 @@ def seeds(target: str) -> list[bytes]:
         streams = [b"".join(frame(p[:300], op) for p, op in zip(payloads, ops, strict=False))]
         streams.append(frame(b"ab", 1, fin=False) + frame(b"\x03\xe8", 9) + frame(b"cd", 0))
         streams.append(frame(b"x" * 300, 2) + frame(b"\x03\xe8bye", 8) + frame(b"late", 1))
+        # UTF-8 edges of text messages (the compiled validator against the decoder)
+        utf8 = [b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe0\x9f\xbf", "é🔥".encode(), b"ab\xc3"]
+        streams.append(b"".join(frame(b"abcdefg" + u, 1) for u in utf8))
+        streams.append(frame("🔥".encode()[:2], 1, fin=False) + frame("🔥".encode()[2:], 0))
         return [bytes([ctl, kind]) + s for s in streams for ctl in (0, 0x0B) for kind in (0, 1, 2)]
     if target == "reentrant":
         stream = b"".join(frame(p[:200], 1) for p in payloads[:6])

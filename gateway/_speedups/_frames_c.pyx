@@ -1,14 +1,67 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled frame reader: twin of ``_frames_py.py`` (same messages, same errors)."""
+"""Compiled frame reader: twin of ``_frames_py.py`` (same messages, same errors).
+
+Text messages are checked for UTF-8 in C (:func:`_utf8_valid`: ASCII eight bytes at a
+time, then the RFC 3629 table), the same verdict as ``bytes.decode("utf-8")``.
+"""
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 
 from . import _args
 from ._errors import CompressionError, FrameError
 from ._inflate_c cimport ZlibStream
 
 __all__ = ["FrameReader", "FrameError"]
+
+
+cdef bint _utf8_valid(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Whether ``s[:n]`` is UTF-8 as RFC 3629 defines it (no overlong forms, no surrogates,
+    nothing past U+10FFFF): what Python's strict decoder accepts.
+    """
+    cdef Py_ssize_t i = 0
+    cdef uint64_t word
+    cdef unsigned char c, c1
+    while i < n:
+        while i + 8 <= n:  # the common case: a run of ASCII
+            memcpy(&word, s + i, 8)
+            if word & 0x8080808080808080ULL:
+                break
+            i += 8
+        if i >= n:
+            break
+        c = s[i]
+        if c < 0x80:
+            i += 1
+        elif c < 0xC2:  # a continuation byte, or an overlong 2-byte lead
+            return False
+        elif c < 0xE0:
+            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
+                return False
+            i += 2
+        elif c < 0xF0:
+            if i + 2 >= n:
+                return False
+            c1 = s[i + 1]
+            if (c1 & 0xC0) != 0x80 or (s[i + 2] & 0xC0) != 0x80:
+                return False
+            if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 >= 0xA0):  # overlong, surrogate
+                return False
+            i += 3
+        elif c < 0xF5:
+            if i + 3 >= n:
+                return False
+            c1 = s[i + 1]
+            if (c1 & 0xC0) != 0x80 or (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
+                return False
+            if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 >= 0x90):  # overlong, > U+10FFFF
+                return False
+            i += 4
+        else:
+            return False
+    return True
 
 
 cdef class FrameReader:
@@ -157,6 +210,8 @@ cdef class FrameReader:
 
     cdef int _deliver(self, int op, bytes payload, list out) except -1:
         cdef object inflated
+        if op == 1 and not _utf8_valid(<const unsigned char*> payload, len(payload)):
+            raise FrameError("text message is not valid UTF-8", 1007)
         if self._zlib is not None:
             inflated = self._zlib.feed(payload)  # a C call: no Python frame; bytes or None
         elif self._inflate is not None:

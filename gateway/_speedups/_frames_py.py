@@ -6,6 +6,12 @@ text or 2 binary, fragments joined) and control frames (8 close, 9 ping, 10 pong
 order. A protocol violation sets :attr:`FrameReader.error` (a :class:`FrameError` with the
 close code to send) and ends reading; what came before it is still returned.
 
+A text message (opcode 1) must be valid UTF-8 (RFC 6455 5.6, 8.1): one that is not is a
+:class:`FrameError` with close code 1007, checked on the whole message (fragments joined)
+before it is inflated or handed on, so nothing downstream meets undecodable text. Binary
+messages (compressed transport data) are not checked here; what they inflate to is JSON
+the codec checks when it decodes.
+
 With an ``inflater`` (anything with ``feed(bytes) -> bytes | None``, such as
 ``ZlibStream``), data messages come out inflated and frames holding part of a compressed
 message yield nothing; a :class:`CompressionError` ends reading like a framing error.
@@ -143,6 +149,11 @@ class FrameReader:
         return pos
 
     def _deliver(self, op: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
+        if op == 1 and not payload.isascii():
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FrameError("text message is not valid UTF-8", 1007) from None
         if self._inflate is not None:
             inflated = self._inflate(payload)
             if inflated is None:
