@@ -6,7 +6,10 @@ The opening handshake (HTTP upgrade, key check) and outgoing frames (masked) com
 (fragments joined, still compressed) straight to a queue; the shard takes them a batch at a
 time without a task or a future per message. Ping gets pong, a close frame gets its echo,
 and a TCP drop is a close without a frame (code None, which the shard treats as 1006). A
-framing violation is queued as a :class:`FrameError` in the message's place.
+framing violation is queued as a :class:`FrameError` in the message's place. A close frame
+that breaks the RFC (1-byte payload, a code not allowed on the wire, a reason that is not
+UTF-8) is treated as a drop with the protocol error as its cause (:func:`parse_close`): the
+shard only ever sees a valid close code or None, and a reason that fits a close frame.
 
 TLS (``wss://``) is ours too: an ``ssl.SSLObject`` over two ``MemoryBIO`` inside this
 protocol, as asyncio's ``sslproto.py`` does, without its 256 KiB read buffer per
@@ -42,7 +45,14 @@ from ._speedups import CompressionError, FrameError, FrameReader
 from .config import USER_AGENT
 from .poller import MAX_READ_INTERVAL, ReadPoller, poller_for
 
-__all__ = ["Connection", "ConnectionGone", "CompressionError", "FrameError", "QuietLogger"]
+__all__ = [
+    "Connection",
+    "ConnectionGone",
+    "CompressionError",
+    "FrameError",
+    "QuietLogger",
+    "parse_close",
+]
 
 #: The longest HTTP response head accepted during the handshake.
 MAX_HEAD = 64 * 1024
@@ -89,6 +99,39 @@ class QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 _LOGGER = QuietLogger(logging.getLogger("gateway.transport.websockets"))
 
 
+def _wire_code(code: int) -> bool:
+    """Whether a peer may send close ``code`` (RFC 6455 7.4.1-7.4.2, IANA's registry):
+    1004-1006 and 1015 are reserved for local use, below 1000 and 1016-2999 are unassigned.
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def parse_close(payload: bytes) -> tuple[int | None, str, FrameError | None]:
+    """``(code, reason, problem)`` of a received close frame's payload; never raises.
+
+    An empty payload is code 1005 (RFC 6455 7.1.5). A payload that breaks RFC 6455 5.5.1 /
+    7.4 (one byte, a code not allowed on the wire, a reason that is not UTF-8) is a protocol
+    error: code None (no valid close frame, as a drop), reason ``""`` and the
+    :class:`FrameError` (1002, or 1007 for the reason) we close with. A valid reason is at
+    most 123 bytes (a control frame's payload is at most 125), so it always fits a
+    :class:`~gateway.close.CloseFrame`.
+    """
+    if not payload:
+        return 1005, "", None
+    if len(payload) == 1:
+        return None, "", FrameError("close frame with a 1-byte payload", 1002)
+    code = int.from_bytes(payload[:2], "big")
+    if not _wire_code(code):
+        return None, "", FrameError(f"close code {code} is not allowed on the wire", 1002)
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "", FrameError("close reason is not valid UTF-8", 1007)
+    if len(payload) > 125:  # the frame reader refuses longer control frames; say so here too
+        return None, "", FrameError("close frame payload over 125 bytes", 1002)
+    return code, reason, None
+
+
 class ConnectionGone(Exception):
     """The websocket is closed; ``code`` is the close code received (None: no frame).
 
@@ -131,6 +174,7 @@ class Connection(asyncio.Protocol):
         self._close_sent = False
         self._close_code: int | None = None
         self._close_reason = ""
+        self._close_frame = False  # a close frame arrived (valid or not)
         self._error: BaseException | None = None  # why the connection failed, if it did
         # TLS: the context until connection_made, then the SSLObject and its two BIOs.
         self._ssl_context = ssl
@@ -428,16 +472,18 @@ class Connection(asyncio.Protocol):
             self._on_data()
 
     def _close_received(self, payload: bytes) -> None:
-        if len(payload) >= 2:
-            self._close_code = int.from_bytes(payload[:2], "big")
-            self._close_reason = payload[2:].decode(errors="replace")
-        else:
-            self._close_code = 1005  # a close frame without a status code (RFC 6455 7.1.5)
+        code, reason, problem = parse_close(payload)
+        self._close_code = code
+        self._close_reason = reason
+        self._close_frame = True
         self.closed = True
-        if not self._close_sent:  # echo it, then the server ends TCP
+        if problem is not None and self._error is None:
+            self._error = problem  # the cause of the ConnectionGone (code None: no valid frame)
+        if not self._close_sent:  # echo it (or fail with our own code), then the server ends TCP
             self._close_sent = True
+            echo = problem.close_code if problem is not None else code
             with contextlib.suppress(websockets.WebSocketException):
-                self._client.send_close(self._close_code if len(payload) >= 2 else None)
+                self._client.send_close(None if echo == 1005 else echo)
             self._write_pending()
         if self._transport is not None:
             if self._tls is not None:
@@ -463,7 +509,7 @@ class Connection(asyncio.Protocol):
         """How the connection ended (a close frame arrived or TCP is gone), even while
         messages are still waiting in :attr:`messages`; None while it is open.
         """
-        if self._lost.done() or self._close_code is not None:
+        if self._lost.done() or self._close_frame:
             return self._gone()
         return None
 
@@ -506,6 +552,17 @@ class Connection(asyncio.Protocol):
             raise self._gone()
         self._client.send_text(text.encode())
         self._write_pending()
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Send a close frame and drop TCP at once, without waiting for the server's echo
+        (a zombie or silent connection: waiting would only delay the reconnect).
+        """
+        if not self._close_sent and not self._lost.done():
+            self._close_sent = True
+            with contextlib.suppress(websockets.WebSocketException):
+                self._client.send_close(code, reason)
+            self._write_pending()
+        self.abort()
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close with ``code`` and wait (bounded) for the server to end the connection."""

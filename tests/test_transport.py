@@ -352,3 +352,129 @@ async def test_an_error_in_a_callback_once_open_ends_the_connection_with_it_as_c
 async def test_the_running_loop_is_the_one_asked_for(request: pytest.FixtureRequest) -> None:
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     assert loop == ("uvloop" if "uvloop" in request.node.callspec.id else "asyncio")
+
+
+# ---- a raw server: handcrafted frames (issue 21) --------------------------------------------
+
+RawScript = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def server_frame(payload: bytes, opcode: int) -> bytes:
+    n = len(payload)
+    head = bytes([0x80 | opcode, n]) if n < 126 else bytes([0x80 | opcode, 126]) + n.to_bytes(2)
+    return head + payload
+
+
+async def client_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One (masked) frame from the client: (opcode, payload)."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2))
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8))
+    mask = await reader.readexactly(4)
+    data = await reader.readexactly(n)
+    return b0 & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+@contextlib.asynccontextmanager
+async def raw_server(script: RawScript, **options: Any) -> AsyncIterator[str]:
+    """A plain-TCP websocket server on 127.0.0.1 that accepts the upgrade, then runs
+    ``script`` on the raw streams (frames written by hand); yields its ws:// URL.
+    """
+    from websockets.utils import accept_key
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = accept_key(key.decode()).encode()
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            await script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:  # teardown; asyncio's streams would log a cancelled task
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, **options)
+    try:
+        port = srv.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        for task in tasks:
+            task.cancel()
+        srv.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "reason", "echo", "problem"),
+    [
+        (b"", 1005, "", b"", None),
+        (b"\x0f\xa4bye", 4004, "bye", b"\x0f\xa4", None),  # echo: the code only
+        (b"\x0f\xa0" + "é".encode(), 4000, "é", b"\x0f\xa0", None),
+        (b"\x03", None, "", b"\x03\xea", "1-byte payload"),
+        (b"\x03\xed", None, "", b"\x03\xea", "1005 is not allowed"),
+        (b"\x03\xee", None, "", b"\x03\xea", "1006 is not allowed"),
+        (b"\x03\xf7", None, "", b"\x03\xea", "1015 is not allowed"),
+        (b"\x03\xe7", None, "", b"\x03\xea", "999 is not allowed"),
+        (b"\x07\xd0", None, "", b"\x03\xea", "2000 is not allowed"),
+        (b"\x13\x88", None, "", b"\x03\xea", "5000 is not allowed"),
+        (b"\x0f\xa0" + b"\xff" * 42, None, "", b"\x03\xef", "not valid UTF-8"),
+        (b"\x0f\xa0" + b"\xed\xa0\x80" * 41, None, "", b"\x03\xef", "not valid UTF-8"),
+        (b"\x0f\xa0" + "é".encode() * 61 + b"x", 4000, "é" * 61 + "x", b"\x0f\xa0", None),
+    ],
+    ids=lambda v: repr(v)[:20],
+)
+async def test_any_close_payload_gives_a_valid_code_or_none(
+    payload: bytes,
+    code: int | None,
+    reason: str,
+    echo: bytes,
+    problem: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 21 item 4: a close frame with a 42-byte invalid UTF-8 reason raised out of the
+    shard after open (its reason, decoded with replacement characters, passed 123 bytes).
+    Now: a valid code (one CloseFrame accepts) with a str reason of at most 123 bytes, or
+    None with the protocol error as cause, our close frame 1002/1007, nothing logged.
+    """
+    from gateway.close import CloseFrame
+
+    echoed: list[tuple[int, bytes]] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(server_frame(b"hello", 1) + server_frame(payload, 8))
+        echoed.append(await client_frame(reader))
+        await reader.read()  # until the client ends TCP
+
+    client = Client()
+    async with raw_server(script) as url:
+        conn = await client.open(url, SimpleNamespace(client=None))
+        await client.until(lambda: conn.gone is not None and echoed)
+        gone = conn.gone
+        assert gone is not None
+        assert (gone.code, gone.reason) == (code, reason)
+        assert client.take() == [b"hello"]
+        if code is not None:
+            CloseFrame(code, reason)  # what the shard builds from it
+        if problem is None:
+            assert gone.__cause__ is None
+        else:
+            assert problem in str(gone.__cause__)
+        assert echoed == [(8, echo)]
+        await client.until(lambda: conn._lost.done())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
