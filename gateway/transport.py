@@ -70,6 +70,14 @@ CLOSE_TIMEOUT = 5.0
 TLS_FEED = 16 * 1024
 #: Size of the plaintext buffer (one per thread, shared by its connections).
 TLS_READ = 64 * 1024
+#: The most bytes a connection may have waiting to be sent (the transport's write buffer,
+#: TLS records included). A peer that stops reading fills it; past it the connection is
+#: failed (the shard reconnects) rather than the buffer growing. Our own traffic is small
+#: (heartbeats, rate-limited commands, pongs), so 1 MiB is never reached by a live peer.
+MAX_OUTBOUND = 1024 * 1024
+#: Seconds the transport may keep writing paused (its buffer over the loop's high-water
+#: mark, 64 KiB by default) before the peer is declared dead and the connection failed.
+DRAIN_TIMEOUT = 10.0
 
 log = logging.getLogger(__name__)
 _local = threading.local()
@@ -155,6 +163,8 @@ class Connection(asyncio.Protocol):
         on_data: Callable[[], None],
         ssl: ssl_module.SSLContext | None = None,
         read_interval: float = 0.0,
+        max_outbound: int = MAX_OUTBOUND,
+        drain_timeout: float = DRAIN_TIMEOUT,
     ) -> None:
         self._client = ClientProtocol(uri, max_size=None, logger=_LOGGER)
         #: Whole messages received and not yet taken, in order (an error in its message's
@@ -193,6 +203,16 @@ class Connection(asyncio.Protocol):
         self._fd = -1
         self._poller: ReadPoller | None = None
         self._read_once = self._poll_read  # one bound method: the poller's key for us
+        # Write backpressure: the transport paused our writing (its buffer is over the
+        # high-water mark); pongs are dropped meanwhile (RFC 6455 5.5.3 lets an endpoint
+        # answer only the latest ping), and a pause longer than drain_timeout, or a buffer
+        # past max_outbound, fails the connection.
+        self._max_outbound = max_outbound
+        self._drain_timeout = drain_timeout
+        self._write_paused = False
+        self._drain_timer: asyncio.TimerHandle | None = None
+        #: Pongs not sent because writing was paused (a ping flood from a peer not reading).
+        self.pongs_dropped = 0
 
     @classmethod
     async def open(
@@ -204,6 +224,8 @@ class Connection(asyncio.Protocol):
         max_size: int | None = None,
         on_data: Callable[[], None] = lambda: None,
         read_interval: float = 0.0,
+        max_outbound: int = MAX_OUTBOUND,
+        drain_timeout: float = DRAIN_TIMEOUT,
     ) -> Connection:
         """Connect and upgrade; raise OSError/TimeoutError/InvalidHandshake on failure.
 
@@ -215,7 +237,11 @@ class Connection(asyncio.Protocol):
         shard inflates them a batch at a time (see ``ShardProtocol.drain``).
         ``read_interval`` > 0: once open, read the socket in batches every that many
         seconds (see :mod:`gateway.poller`); 0 reads as data arrives.
+        ``max_outbound`` and ``drain_timeout`` bound what a peer that stops reading can make
+        us hold (see :data:`MAX_OUTBOUND`, :data:`DRAIN_TIMEOUT`).
         """
+        if max_outbound <= 0 or not drain_timeout > 0:
+            raise ValueError("max_outbound and drain_timeout must be positive")
         if not 0 <= read_interval <= MAX_READ_INTERVAL:
             raise ValueError(
                 f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {read_interval!r}"
@@ -229,7 +255,11 @@ class Connection(asyncio.Protocol):
         async def connect() -> Connection:
             # Plain TCP for the loop: TLS runs inside the protocol (see the module docstring).
             transport, conn = await loop.create_connection(
-                lambda: cls(uri, max_size, on_data, context, read_interval), uri.host, uri.port
+                lambda: cls(
+                    uri, max_size, on_data, context, read_interval, max_outbound, drain_timeout
+                ),
+                uri.host,
+                uri.port,
             )
             try:
                 await conn._handshake
@@ -273,7 +303,30 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             self._failed(exc)
 
+    def pause_writing(self) -> None:
+        """The transport's buffer passed its high-water mark: the peer reads slower than we
+        write. Pongs wait for :meth:`resume_writing` (dropped meanwhile); a peer that does
+        not drain within ``drain_timeout`` is dead.
+        """
+        self._write_paused = True
+        if self._drain_timer is None:
+            self._drain_timer = self._loop.call_later(self._drain_timeout, self._not_draining)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _not_draining(self) -> None:
+        self._drain_timer = None
+        if self._write_paused:
+            self._failed(
+                TimeoutError(f"the peer has not read our data for {self._drain_timeout} s")
+            )
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()  # cancels the drain timer
         self._stop_polling()
         if not self._handshake.done():
             message = "TLS handshake" if self._tls is not None and not self._tls_done else ""
@@ -461,6 +514,9 @@ class Connection(asyncio.Protocol):
         before = len(messages)
         for opcode, payload in reader.feed(data):  # the reader queues data messages itself
             if opcode == 9:
+                if self._write_paused:
+                    self.pongs_dropped += 1  # the peer is not reading: answer a later ping
+                    continue
                 self._client.send_pong(payload)
                 self._write_pending()
             elif opcode == 8:
@@ -530,21 +586,27 @@ class Connection(asyncio.Protocol):
             for chunk in data:
                 if chunk:
                     transport.write(chunk)
-            return
-        try:
-            for chunk in data:
-                if chunk:
-                    tls.write(chunk)
-        except ssl_module.SSLWantReadError:
-            # Only TLS 1.2 renegotiation makes a write wait for a read; the default
-            # context refuses renegotiation, a context of the user's may allow it.
-            exc = ssl_module.SSLError("TLS renegotiation is not supported")
-            self._failed(exc)
-            return
-        except ssl_module.SSLError as exc:
-            self._failed(exc)
-            return
-        self._tls_flush()
+        else:
+            try:
+                for chunk in data:
+                    if chunk:
+                        tls.write(chunk)
+            except ssl_module.SSLWantReadError:
+                # Only TLS 1.2 renegotiation makes a write wait for a read; the default
+                # context refuses renegotiation, a context of the user's may allow it.
+                exc = ssl_module.SSLError("TLS renegotiation is not supported")
+                self._failed(exc)
+                return
+            except ssl_module.SSLError as exc:
+                self._failed(exc)
+                return
+            self._tls_flush()
+        if self._write_paused and transport.get_write_buffer_size() > self._max_outbound:
+            self._failed(
+                ConnectionError(
+                    f"over {self._max_outbound} bytes waiting to be sent: the peer is not reading"
+                )
+            )
 
     def send(self, text: str) -> None:
         """Send one text frame; raise :class:`ConnectionGone` if the connection is closing."""

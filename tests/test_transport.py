@@ -409,7 +409,10 @@ async def raw_server(script: RawScript, **options: Any) -> AsyncIterator[str]:
         finally:
             writer.close()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0, **options)
+    if "sock" in options:
+        srv = await asyncio.start_server(handle, **options)
+    else:
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0, **options)
     try:
         port = srv.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}"
@@ -478,3 +481,99 @@ async def test_any_close_payload_gives_a_valid_code_or_none(
         assert echoed == [(8, echo)]
         await client.until(lambda: conn._lost.done())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# ---- issue 21 item 8: write backpressure ----------------------------------------------------
+
+
+def _small_receive_buffer_socket() -> Any:
+    """A listening socket whose accepted connections have a small receive buffer (set
+    before listen, so the window is small from the start).
+    """
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    return sock
+
+
+async def ping_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Flood 125-byte pings and never read what the client sends back."""
+    ping = server_frame(b"p" * 125, 9) * 64
+    while True:
+        writer.write(ping)
+        await writer.drain()
+
+
+@pytest.mark.parametrize(
+    ("options", "cause"),
+    [
+        ({"drain_timeout": 0.3}, "has not read our data for 0.3 s"),
+        ({"drain_timeout": 30.0, "max_outbound": 1}, "over 1 bytes waiting to be sent"),
+    ],
+    ids=["never-drains", "over-the-cap"],
+)
+async def test_a_ping_flood_from_a_peer_that_never_reads_is_bounded_and_ends(
+    options: dict[str, Any], cause: str
+) -> None:
+    """Issue 21 item 8: 80-140 MiB of pongs were queued in 3 s. Now pongs are dropped while
+    the transport has writing paused, the write buffer stays near its high-water mark, and
+    the connection fails (the shard reconnects) once the peer has not drained for
+    ``drain_timeout`` or the buffer passes ``max_outbound``.
+    """
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        if conn._transport is not None:
+            peak = max(peak, conn._transport.get_write_buffer_size())
+
+    client = Client()
+    client.on_data = lambda: (watch(), client.changed.set())  # type: ignore[method-assign]
+    async with raw_server(ping_flood, sock=_small_receive_buffer_socket()) as url:
+        conn = await client.open(url, SimpleNamespace(client=None), **options)
+        original = conn.pause_writing
+
+        def pause_writing() -> None:
+            watch()
+            original()
+
+        conn.pause_writing = pause_writing  # type: ignore[method-assign]
+        await client.until(lambda: conn.gone is not None, timeout=10)
+    gone = conn.gone
+    assert gone is not None and gone.code is None
+    assert cause in str(gone.__cause__)
+    assert conn.pongs_dropped > 0 or "max_outbound" in options
+    assert peak <= 256 * 1024, peak  # the high-water mark (64 KiB) plus one read's pongs
+
+
+async def test_pongs_flow_again_once_the_peer_drains() -> None:
+    """A pause that ends in time loses nothing but pongs: the next ping is answered."""
+    answered: list[tuple[int, bytes]] = []
+    got = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(server_frame(b"1", 9))
+        answered.append(await client_frame(reader))
+        got.set()
+        await reader.read()
+
+    client = Client()
+    async with raw_server(script) as url:
+        conn = await client.open(url, SimpleNamespace(client=None), drain_timeout=5.0)
+        conn.pause_writing()
+        conn.resume_writing()
+        await asyncio.wait_for(got.wait(), 5)
+        assert answered == [(10, b"1")]
+        assert conn.gone is None
+        conn.abort()
+
+
+async def test_outbound_limits_are_checked() -> None:
+    with pytest.raises(ValueError):
+        await Connection.open("ws://127.0.0.1:9", timeout=1, max_outbound=0)
+    with pytest.raises(ValueError):
+        await Connection.open("ws://127.0.0.1:9", timeout=1, drain_timeout=0)
