@@ -128,9 +128,20 @@ def _describe(client: Client) -> str:
 
 
 class _Outage:
-    """Backoff and logs while Redis cannot be reached: one error when it becomes
-    unreachable, one notice when it is back. A single failure is retried at once, quietly:
-    after a Redis restart, each pooled connection fails once before it reconnects.
+    """Backoff, logs and state while Redis cannot serve us. Two kinds of failure:
+
+    - unreachable (down, restarting, timing out, a replica): one error when it becomes
+      unreachable, one notice when it is back. A single failure is retried at once,
+      quietly: after a Redis restart, each pooled connection fails once before it
+      reconnects.
+    - refusing (a reply error: ``OOM`` under ``maxmemory``, ``MISCONF`` after a failed
+      save, ``READONLY``): one warning at the first refusal, retried with backoff, one
+      notice when a call succeeds again. Nothing is retried at once: the same call would
+      be refused the same way.
+
+    ``failures`` counts every failed call, ``last_error`` names the latest and ``healthy``
+    is False from a failure until the next success: the state a health check or a
+    metrics exporter reads.
     """
 
     def __init__(
@@ -142,23 +153,43 @@ class _Outage:
         self._backoff = retry_min
         self._strikes = 0
         self._since: float | None = None
+        self._refused = False
+        self.failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed call until the next one succeeds."""
+        return self._strikes == 0
 
     def failed(self, exc: BaseException) -> float:
         """Seconds to wait before retrying."""
         self._strikes += 1
-        if self._strikes == 1:
-            log.debug("Redis call failed (%s: %s); retrying at once", type(exc).__name__, exc)
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        refused = not isinstance(exc, _UNREACHABLE)
+        if self._strikes == 1 and not refused:
+            log.debug("Redis call failed (%s); retrying at once", self.last_error)
             return 0.0
         delay = self._backoff
         self._backoff = min(self._backoff * 2, self._range[1])
         if self._since is None:
             self._since = time.monotonic()
-            log.error(
-                "Redis unreachable at %s (%s: %s); %s, retrying with backoff (next in %.2f s)",
-                _describe(self._client), type(exc).__name__, exc, self._what, delay,
-            )  # fmt: skip
+            self._refused = refused
+            if refused:
+                log.warning(
+                    "Redis at %s refuses the call (%s); %s, retrying with backoff "
+                    "(next in %.2f s)",
+                    _describe(self._client), self.last_error, self._what, delay,
+                )  # fmt: skip
+            else:
+                log.error(
+                    "Redis unreachable at %s (%s); %s, retrying with backoff (next in %.2f s)",
+                    _describe(self._client), self.last_error, self._what, delay,
+                )  # fmt: skip
         else:
-            log.debug("Redis still unreachable (%s); retrying in %.2f s", exc, delay)
+            still = "refuses" if refused else "unreachable"
+            log.debug("Redis still %s (%s); retrying in %.2f s", still, self.last_error, delay)
         return delay
 
     def ok(self) -> None:
@@ -166,8 +197,9 @@ class _Outage:
         self._backoff = self._range[0]
         if self._since is not None:
             log.warning(
-                "Redis at %s reachable again after %.1f s",
+                "Redis at %s %s again after %.1f s",
                 _describe(self._client),
+                "serves" if self._refused else "reachable",
                 time.monotonic() - self._since,
             )
             self._since = None
@@ -677,8 +709,24 @@ class Publisher:
     ``resume_gateway_url``), not from the shard's bookkeeping, which may run ahead.
 
     One commit is in flight per shard; what arrives meanwhile goes in the next batch (so a
-    busy shard commits in batches, a quiet one at once). If Redis is unreachable, commits
-    are retried with backoff and the shard pauses once ``max_pending`` wait.
+    busy shard commits in batches, a quiet one at once). A dispatch stays held until its
+    batch is committed, and batches commit in order: when Redis fails a commit, whether
+    unreachable (down, restarting) or refusing writes (``OOM`` under ``maxmemory``,
+    ``MISCONF``, ``READONLY``), the same batch is retried with backoff (``retry_min`` to
+    ``retry_max`` seconds) and everything after it waits. Retrying is safe: the script skips
+    what a commit whose reply was lost already added. The checkpoint therefore never runs
+    ahead of the stream.
+
+    What it holds is capped: at most ``max_pending`` dispatches and ``max_pending_bytes``
+    bytes of ``d`` (plus the one dispatch that crossed the cap). At the cap, :meth:`run`
+    stops taking messages from the shard until a commit makes room, so the shard pauses
+    reading its socket (its ``Config.read_high_water``) and the gateway holds the rest for
+    a resume: backpressure, never a drop.
+
+    A failure is logged once per outage (an error if unreachable, a warning if refused; a
+    notice when commits succeed again) and readable as state: :attr:`healthy`,
+    :attr:`failures` (failed commit attempts so far), :attr:`last_error` and
+    :attr:`pending`.
     """
 
     def __init__(
@@ -693,7 +741,12 @@ class Publisher:
         saved: SavedSession | None = None,
         max_batch: int = 2048,
         max_pending: int = 10_000,
+        max_pending_bytes: int = 64 * 1024 * 1024,
+        retry_min: float = 0.05,
+        retry_max: float = 5.0,
     ) -> None:
+        if max_batch < 1 or max_pending < 1 or max_pending_bytes < 1:
+            raise ValueError("max_batch, max_pending and max_pending_bytes must be >= 1")
         self.shard = shard
         self.redis = client
         self.stream = stream
@@ -705,11 +758,38 @@ class Publisher:
         self._names: dict[str, bool] = {}
         self._session_id = saved.session.session_id if saved else None
         self._resume_url = saved.resume_url if saved else None
-        self._batch: list[_Pending] = []
+        self._batch: list[_Pending] = []  # held, oldest first; removed once committed
+        self._bytes = 0
         self._max_batch = max_batch
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._committing = asyncio.Lock()
+        self._kick = asyncio.Event()  # the committer: something to commit
+        self._room = asyncio.Event()  # run(): below the caps again (or the committer died)
         self._committer: asyncio.Task[None] | None = None
-        self._outage = _Outage(client, f"shard {shard.id.number}'s events wait to be published")
+        self._outage = _Outage(
+            client, f"shard {shard.id.number}'s events wait to be published", retry_min, retry_max
+        )
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed commit until the next one succeeds."""
+        return self._outage.healthy
+
+    @property
+    def failures(self) -> int:
+        """Failed commit attempts so far (each retry of an outage counts)."""
+        return self._outage.failures
+
+    @property
+    def last_error(self) -> str | None:
+        """The latest commit failure (``"ResponseError: OOM ..."``), None if none yet."""
+        return self._outage.last_error
+
+    @property
+    def pending(self) -> int:
+        """Dispatches held, not committed yet."""
+        return len(self._batch)
 
     def _is_wanted(self, name: str) -> bool:
         wanted = self._names.get(name)
@@ -721,8 +801,25 @@ class Publisher:
             self._names[name] = wanted
         return wanted
 
+    def _full(self) -> bool:
+        return len(self._batch) >= self._max_pending or self._bytes >= self._max_pending_bytes
+
     async def run(self) -> None:
-        """Publish until the shard closes or fails fatally (cancel to stop; then :meth:`flush`)."""
+        """Publish until the shard closes or fails fatally (cancel to stop; then :meth:`flush`).
+
+        Raises what stopped the committer if it was not Redis (a bug): never silently.
+        """
+        committer = self._committer = asyncio.create_task(self._commit_loop())
+        committer.add_done_callback(lambda _: self._room.set())
+        try:
+            await self._read()
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            self._committer = None
+
+    async def _read(self) -> None:
         shard = self.shard
         while True:
             try:
@@ -748,29 +845,48 @@ class Publisher:
                 continue  # cannot happen with a well-behaved gateway
             if self._is_wanted(name):
                 self._batch.append((self._session_id, seq, name, data))
+                self._bytes += len(data)
             else:
                 self._batch.append((self._session_id, seq, "", b""))
-            if self._committer is None:
-                self._committer = asyncio.create_task(self._commit_all())
-            elif len(self._batch) >= self._max_pending:
-                await asyncio.shield(self._committer)  # Redis is slow or gone: pause the shard
+            self._kick.set()
+            self._raise_if_dead()
+            while self._full():
+                # Redis is slow or failing: stop reading the shard until a commit makes room.
+                self._room.clear()
+                await self._room.wait()
+                self._raise_if_dead()
+
+    def _raise_if_dead(self) -> None:
+        committer = self._committer
+        if committer is not None and committer.done() and not committer.cancelled():
+            exc = committer.exception()
+            if exc is not None:
+                raise exc
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            await self._commit_held()
 
     async def flush(self) -> None:
-        """Commit what is still pending (call after cancelling :meth:`run`)."""
-        while self._committer is not None:
-            await asyncio.shield(self._committer)
-        if self._batch:
-            self._committer = asyncio.create_task(self._commit_all())
-            await self._committer
+        """Commit what is still held (call after cancelling :meth:`run`). Waits through a
+        Redis outage, retrying with backoff: cancel it to give up (what is held is then
+        lost to the stream; the checkpoint still names the last dispatch committed).
+        """
+        await self._commit_held()
 
-    async def _commit_all(self) -> None:
-        try:
+    async def _commit_held(self) -> None:
+        # One committer at a time (the loop, or flush): a batch leaves ``_batch`` only once
+        # committed, so two at once would commit it twice and drop the next one.
+        async with self._committing:
             while self._batch:
                 batch = self._batch[: self._max_batch]
-                del self._batch[: self._max_batch]
                 await self._commit(batch)
-        finally:
-            self._committer = None
+                del self._batch[: len(batch)]
+                self._bytes -= sum(len(item[3]) for item in batch)
+                if not self._full():
+                    self._room.set()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         args: list[Any] = [
@@ -784,12 +900,14 @@ class Publisher:
         keys = [self.stream, self._store.key(self.shard.id.number)]
         while True:
             try:
-                self.published += int(await self._script(keys=keys, args=args))
-            except _UNREACHABLE as exc:
-                # The script is atomic: retrying it is safe (committed items are skipped).
+                added = await self._script(keys=keys, args=args)
+            except (RedisError, OSError) as exc:
+                # The script is atomic (a refused write fails at its first XADD, before any
+                # change) and skips what is committed: retrying the same batch is safe.
                 await asyncio.sleep(self._outage.failed(exc))
                 continue
             self._outage.ok()
+            self.published += int(added)
             return
 
 
@@ -830,18 +948,42 @@ class StreamEntry:
     raw: bytes
 
     def data(self) -> Any:
-        """``d``, decoded."""
-        return codec.loads(self.raw)
+        """``d``, decoded. Raises :class:`~gateway.errors.ReceiveMessageError` (kind
+        ``DESERIALIZING``) if it is not valid JSON (or not UTF-8): decoding is left to the
+        consumer, so a bad ``d`` surfaces here, typed.
+        """
+        try:
+            return codec.loads(self.raw)
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+            raise ReceiveMessageError(
+                ReceiveMessageErrorKind.DESERIALIZING,
+                f"stream entry id {self.id}: d is not valid JSON ({type(exc).__name__})",
+            ) from None
 
 
-def _entry(entry_id: bytes, fields: Mapping[bytes, bytes]) -> StreamEntry:
-    return StreamEntry(
-        entry_id.decode(),
-        fields[b"t"].decode(),
-        int(fields[b"s"]),
-        int(fields[b"shard"]),
-        fields[b"session"].decode(),
-        fields[b"d"],
+def _entry(entry_id: bytes, fields: Mapping[bytes, bytes]) -> StreamEntry | ReceiveMessageError:
+    """The entry, or a typed error naming it if a field is missing or malformed (written by
+    something other than :class:`Publisher`, or damaged).
+    """
+    try:
+        raw = fields[b"d"]
+        if not isinstance(raw, bytes):
+            raise TypeError("d is not a string")
+        return StreamEntry(
+            entry_id.decode("ascii"),
+            fields[b"t"].decode(),
+            int(fields[b"s"]),
+            int(fields[b"shard"]),
+            fields[b"session"].decode(),
+            raw,
+        )
+    except KeyError as exc:
+        why = f"the field {exc.args[0]!r} is missing"
+    except (ValueError, TypeError, AttributeError) as exc:  # UnicodeDecodeError included
+        why = f"a field is malformed ({type(exc).__name__})"
+    name = entry_id.decode("ascii", "replace") if isinstance(entry_id, bytes) else repr(entry_id)
+    return ReceiveMessageError(
+        ReceiveMessageErrorKind.STREAM_ENTRY, f"stream entry id {name}: {why}; skipped"
     )
 
 
@@ -868,32 +1010,39 @@ async def consume(
     block: float = 1.0,
     claim_idle: float = 30.0,
     start: str = "0",
-) -> AsyncIterator[StreamEntry]:
+) -> AsyncIterator[StreamEntry | ReceiveMessageError]:
     """``async for entry in consume(url, group, consumer)``: the stream's entries through a
     consumer group, each acknowledged once the loop body that got it has finished (when the
     next entry is asked for; acknowledgements go in one ``XACK`` per batch, and at
     ``aclose()``: use ``contextlib.aclosing`` to stop early).
 
-    The group is created (at ``start``, default the stream's beginning) if missing. This
-    consumer first takes back its own unacknowledged entries (a restart under the same
-    name), then reads new ones; every ``claim_idle`` seconds it also claims entries another
-    consumer left unacknowledged for that long (``XAUTOCLAIM``: that consumer died), so
-    every entry is processed at least once. A body that raises leaves its entry
-    unacknowledged, for a later claim.
+    The group is created (at ``start``, default the stream's beginning) if missing, and
+    created again if it vanishes (the stream deleted, Redis restarted empty). This consumer
+    first takes back its own unacknowledged entries (a restart under the same name), then
+    reads new ones; every ``claim_idle`` seconds it also claims entries another consumer
+    left unacknowledged for that long (``XAUTOCLAIM``: that consumer died), so every entry
+    is processed at least once. A body that raises leaves its entry unacknowledged, for a
+    later claim.
+
+    Bad input never ends the iteration: an entry with a field missing or malformed comes
+    as a :class:`~gateway.errors.ReceiveMessageError` of kind ``STREAM_ENTRY`` naming its
+    id (and is acknowledged like the rest), a ``d`` that is not JSON raises one of kind
+    ``DESERIALIZING`` from :meth:`StreamEntry.data`. While Redis is unreachable or refuses
+    (``OOM``, ``MISCONF``, ``READONLY``: reading through a group is a write), the consumer
+    logs once and retries with backoff.
     """
     redis_client = connect(client) if isinstance(client, str) else client
-    try:
-        await redis_client.xgroup_create(stream, group, id=start, mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
     outage = _Outage(redis_client, f"consumer {consumer} waits")
     done: list[bytes] = []
     own: bytes | None = b"0"  # our own pending entries first (None once they are drained)
     next_claim = 0.0
+    grouped = False
     try:
         while True:
             try:
+                if not grouped:
+                    await _create_group(redis_client, stream, group, start)
+                    grouped = True
                 if done:
                     await redis_client.xack(stream, group, *done)
                     done.clear()
@@ -918,7 +1067,17 @@ async def consume(
                     if own is not None:
                         own = entries[-1][0] if entries else None
                     batch = _live(entries, done)
-            except _UNREACHABLE as exc:
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # The stream and its group are gone (deleted, or Redis restarted empty):
+                    # what was acknowledged went with them.
+                    log.warning("consumer %s: the group %s is gone; creating it", consumer, group)
+                    grouped, own, next_claim = False, b"0", 0.0
+                    done.clear()
+                    continue
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            except (RedisError, OSError) as exc:
                 await asyncio.sleep(outage.failed(exc))
                 continue
             outage.ok()
@@ -933,6 +1092,14 @@ async def consume(
                 await redis_client.xack(stream, group, *done)
         if isinstance(client, str):
             await redis_client.aclose()
+
+
+async def _create_group(client: Client, stream: str, group: str, start: str) -> None:
+    try:
+        await client.xgroup_create(stream, group, id=start, mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
 
 
 # ---- the worker (python -m gateway run --redis URL) ------------------------------------------

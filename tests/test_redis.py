@@ -21,6 +21,7 @@ from gateway.redis import (
     Publisher,
     RedisQueue,
     RedisSessionStore,
+    StreamEntry,
     connect,
     consume,
     split_dispatch,
@@ -341,7 +342,7 @@ async def test_consume_reclaims_what_a_dead_consumer_left(client: Client) -> Non
         await client.xadd("ev", {"t": "X", "s": n, "shard": 0, "session": "A", "d": b"{}"})
     first = consume(client, "g", "c1", stream="ev", count=10)
     got = await anext(first)
-    assert got.sequence == 0
+    assert isinstance(got, StreamEntry) and got.sequence == 0
     await first.aclose()  # c1 dies holding 10 unacknowledged entries
     pending = await client.xpending("ev", "g")
     assert pending["pending"] == 10
@@ -350,6 +351,7 @@ async def test_consume_reclaims_what_a_dead_consumer_left(client: Client) -> Non
     second = consume(client, "g", "c2", stream="ev", claim_idle=0.2, block=0.05)
     async with asyncio.timeout(10), contextlib.aclosing(second):
         async for entry in second:
+            assert isinstance(entry, StreamEntry), entry
             seen.append(entry.sequence)
             if len(seen) == 30:
                 break

