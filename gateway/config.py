@@ -78,9 +78,16 @@ class Config:
       (elsewhere: 0).
     - ``hello_timeout``: seconds to wait for HELLO on a new connection (20) before
       reconnecting.
-    - ``backoff_base`` / ``backoff_max``: reconnect backoff, full jitter in
-      ``[0, base * 2**n]`` capped at ``backoff_max`` seconds; a connection that dies within
-      ``backoff_reset_after`` seconds of READY/RESUMED does not reset it.
+    - ``ready_timeout``: seconds to wait for READY or RESUMED after IDENTIFY or RESUME (30)
+      before reconnecting; dispatches arriving meanwhile (a long replay) restart the wait.
+    - ``backoff_base`` / ``backoff_max``: reconnect backoff after attempts that fail (no
+      connection, no HELLO, closed before READY/RESUMED): full jitter in
+      ``[0, base * 2**n]`` capped at ``backoff_max`` seconds. READY or RESUMED resets it.
+    - ``min_reconnect_interval``: a reconnect the server asked for on a live session (op 7,
+      op 9 true, a close after READY/RESUMED) is not a failure and happens promptly, with a
+      small jitter, but at least this many seconds after the previous attempt (1), so a
+      storm of them cannot make the shard hammer the gateway (protocol.md 5.3).
+    - ``backoff_reset_after``: deprecated and ignored since the backoff resets on READY/RESUMED.
     - ``loop_watchdog``: warn (once per stall, with the loop thread's stack) when the event
       loop has not run for this many seconds (10); None turns the watchdog off.
     - ``session_store``: a :class:`~gateway.session.SessionStore` the shard loads its session from
@@ -110,6 +117,8 @@ class Config:
     backoff_base: float = 1.0
     backoff_max: float = 128.0
     backoff_reset_after: float = 5.0
+    ready_timeout: float = 30.0
+    min_reconnect_interval: float = 1.0
     loop_watchdog: float | None = 10.0
     session_store: SessionStore | None = None
     session_save_interval: float = 5.0
@@ -123,15 +132,19 @@ class Config:
             raise ValueError(
                 f"compression must be zlib-stream, zstd-stream or None, got {self.compression!r}"
             )
-        for name in ("connect_timeout", "hello_timeout", "read_high_water", "backoff_max"):
+        for name in (
+            "connect_timeout", "hello_timeout", "ready_timeout", "read_high_water", "backoff_max",
+        ):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.read_interval <= MAX_READ_INTERVAL:
             raise ValueError(
                 f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {self.read_interval!r}"
             )
-        if self.backoff_base < 0 or self.backoff_reset_after < 0:
-            raise ValueError("backoff_base and backoff_reset_after must be >= 0")
+        if self.backoff_base < 0 or self.backoff_reset_after < 0 or self.min_reconnect_interval < 0:
+            raise ValueError(
+                "backoff_base, backoff_reset_after and min_reconnect_interval must be >= 0"
+            )
         if self.loop_watchdog is not None and not self.loop_watchdog > 0:
             raise ValueError(f"loop_watchdog must be positive or None, got {self.loop_watchdog!r}")
         if not self.gateway_url.startswith(("ws://", "wss://")):

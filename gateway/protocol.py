@@ -47,6 +47,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import codec
 from ._speedups import scan
@@ -68,6 +69,8 @@ __all__ = [
     "ZOMBIE_CLOSE",
     "MAX_BACKOFF",
     "RESUME_URL_ATTEMPTS",
+    "HELLO_INTERVAL_RANGE",
+    "ABORTING_CLOSES",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,18 @@ ZOMBIE_CLOSE = CloseFrame(4000, "zombied connection")
 RECONNECT_CLOSE = CloseFrame(4000, "reconnect requested")
 RESUMABLE_INVALID_CLOSE = CloseFrame(4000, "invalid session (resumable)")
 NO_HELLO_CLOSE = CloseFrame(4000, "no hello")
+NO_READY_CLOSE = CloseFrame(4000, "no ready or resumed")
+#: Closes the driver makes without waiting for the server's echo: the connection is dead
+#: or silent, so waiting would only delay the reconnect (protocol.md 3.5).
+ABORTING_CLOSES = (ZOMBIE_CLOSE, NO_HELLO_CLOSE, NO_READY_CLOSE)
+#: Closes that answer a reconnect the server asked for (op 7, op 9 true): not a failure.
+_SERVER_ASKED = (RECONNECT_CLOSE, RESUMABLE_INVALID_CLOSE)
+#: The ``heartbeat_interval`` a HELLO may carry, in milliseconds (protocol.md 12: Discord
+#: sends 41,250; tests and emulators use less; anything outside is a malformed HELLO).
+HELLO_INTERVAL_RANGE = (100, 3_600_000)
+#: Jitter of a prompt (server-requested) reconnect, as a share of
+#: ``Config.min_reconnect_interval``.
+PROMPT_JITTER = 0.1
 #: Reconnect backoff cap in seconds (the default of ``Config.backoff_max``).
 MAX_BACKOFF = 128.0
 #: Failed connects to ``resume_gateway_url`` before resuming through ``gateway_url``.
@@ -159,6 +174,14 @@ class ShardProtocol:
         self._resume_url: str | None = config.resume_url if config.session else None
         self._resume_url_failures = 0
         self._active_since: float | None = None
+        # When the last connection attempt started (the floor between prompt reconnects).
+        self._last_attempt: float | None = None
+        self._on_resume_url = False  # this connection went to resume_gateway_url
+        # Not before this time may IDENTIFY go (1-5 s after an op 9 false): kept across
+        # connections, so a reconnect does not shorten it; 0 once passed.
+        self._identify_not_before = 0.0
+        #: READY and RESUMED received so far (the driver saves the session on a change).
+        self.activations = 0
         #: User commands, kept across reconnects until sent on an identified connection.
         self._commands: deque[str] = deque()
         self._commands_in_flight = 0
@@ -213,25 +236,43 @@ class ShardProtocol:
         exists (``gateway_url`` after :data:`RESUME_URL_ATTEMPTS` failed connects to it).
         """
         base = self.config.gateway_url
-        if (
+        self._on_resume_url = bool(
             self._session_id
             and self._resume_url
             and self._resume_url_failures < RESUME_URL_ATTEMPTS
-        ):
+        )
+        if self._on_resume_url:
+            assert self._resume_url is not None
             base = self._resume_url
         return base.rstrip("/") + "/" + self.config.query()
 
-    def backoff(self) -> float:
-        """Seconds to wait before the next connection attempt: 0 at first, then "full
-        jitter" (uniform in [0, base * 2**n], capped), so shards do not retry in lockstep.
+    def backoff(self, now: float | None = None) -> float:
+        """Seconds to wait before the next connection attempt (protocol.md 5.3).
+
+        After attempts that failed (no connection, no HELLO, closed before READY/RESUMED):
+        "full jitter", uniform in [0, base * 2**n] capped, so shards do not retry in
+        lockstep. Otherwise (the first connection, or a reconnect the server asked for on
+        a live session: op 7, op 9 true, a close after READY/RESUMED) promptly: a small
+        jitter, but at least ``Config.min_reconnect_interval`` after the previous attempt
+        (``now`` given), so a storm of op 7 cannot make the shard hammer the gateway.
         """
         if self.reconnect_attempts == 0:
-            return 0.0
+            if self._last_attempt is None:
+                return 0.0
+            floor = self.config.min_reconnect_interval
+            wait = floor * PROMPT_JITTER * self._rng()
+            if now is not None:
+                wait = max(wait, self._last_attempt + floor - now)
+            return wait
         cap = min(
             self.config.backoff_max,
             self.config.backoff_base * 2.0 ** min(self.reconnect_attempts - 1, 32),
         )
         return cap * self._rng()
+
+    def attempt_started(self, now: float) -> None:
+        """The driver starts a connection attempt now (the floor of :meth:`backoff`)."""
+        self._last_attempt = now
 
     # ---- connection lifecycle -------------------------------------------------------------
 
@@ -251,7 +292,10 @@ class ShardProtocol:
         self._priority: list[str] = []
         self._limiter: CommandRatelimiter | None = None
         self._identify_sent = False
-        self._identify_not_before = 0.0
+        # READY or RESUMED must come by then after IDENTIFY/RESUME (None: not waiting);
+        # the sequence when it was set tells a slow replay (progress) from a silent server.
+        self._ready_deadline: float | None = None
+        self._ready_seq: int | None = None
         self.close_request: CloseFrame | None = None
         self._open = False
 
@@ -270,10 +314,12 @@ class ShardProtocol:
         (carrying that frame) and what to do next.
         """
         requested = self.close_request
-        active_since = self._active_since
+        was_active = self._active_since is not None
+        on_resume_url = self._on_resume_url
         self._reset_connection()
         self._active_since = None
-        frame = CloseFrame(code, reason) if code is not None and _valid_close(code) else None
+        self._on_resume_url = False
+        frame = _close_frame(code, reason)
         event = Event(EventType.GATEWAY_CLOSE, frame)
         if self.state in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
             return event, NextAction.STOP
@@ -283,12 +329,15 @@ class ShardProtocol:
             return event, NextAction.STOP
         if requested is None and invalidates_session(code):
             self._clear_session()
-        # A connection that dies soon after it opened (a 4008 loop, a crashing proxy) backs
-        # off like a failed connect; one that lived reconnects at once.
-        if active_since is not None and now - active_since >= self.config.backoff_reset_after:
+        if was_active or requested in _SERVER_ASKED:
+            # Not a failure (protocol.md 5.3): reconnect promptly, above the floor.
             self.reconnect_attempts = 0
         else:
+            # Failed before READY/RESUMED (no HELLO, closed, silent): back off further, and
+            # a resume URL that keeps failing (even one that never says HELLO) is left.
             self.reconnect_attempts += 1
+            if on_resume_url and self._session_id:
+                self._resume_url_failures += 1
         self._move("closed")
         return event, NextAction.RESUME if self._session_id else NextAction.IDENTIFY
 
@@ -356,10 +405,20 @@ class ShardProtocol:
 
     def record_sequence(self, seq: int | None) -> None:
         """The receive pipeline took a run of plain dispatches itself (a compiled batch):
-        the last sequence among them, or None.
+        the last sequence among them, or None. The sequence never moves back
+        (protocol.md 12): a lower one is a server anomaly, logged.
         """
         if seq is not None:
+            self._advance(seq)
+
+    def _advance(self, seq: int) -> None:
+        current = self._sequence
+        if current is None or seq > current:
             self._sequence = seq
+        elif seq < current:
+            log.warning(
+                "shard %s: sequence %s after %s (kept %s)", self.shard_id, seq, current, current
+            )
 
     def _gateway_event(self, event_type: EventType, data: Any) -> Event | None:
         return Event(event_type, data) if self._flags & _FLAG[event_type] else None
@@ -377,13 +436,14 @@ class ShardProtocol:
             if resume_url is not None and not isinstance(resume_url, str):
                 raise codec.DecodeError("READY's resume_gateway_url is not a string")
             self._session_id = session_id
-            self._resume_url = resume_url or None
+            self._resume_url = self._safe_resume_url(resume_url)
             self._resume_url_failures = 0
+            # A new session: its sequence starts here (it may be below the old one).
             self._sequence = seq if seq is not None else self._sequence
             self._became_active("ready", now)
             return Event(event_type, d, seq) if self._flags & _FLAG[event_type] else None
         if seq is not None:
-            self._sequence = seq
+            self._advance(seq)
         if event_type is EventType.RESUMED:
             self._became_active("resumed", now)
         if event_type is None:
@@ -395,13 +455,37 @@ class ShardProtocol:
             return None
         return _new_event(Event, (event_type, codec.fast_loads(payload).get("d"), seq, name))
 
+    def _safe_resume_url(self, url: str | None) -> str | None:
+        """READY's ``resume_gateway_url`` if it may be used: a ws(s) URL that does not
+        weaken the gateway's scheme (a ``wss://`` gateway never resumes over ``ws://``,
+        where the token would travel in clear; protocol.md 12). None: resume at
+        ``gateway_url``.
+        """
+        if not url:
+            return None
+        scheme = urlsplit(url).scheme.lower() if url.isascii() else ""
+        secure = self.config.gateway_url.lower().startswith("wss://")
+        if scheme == "wss" or (scheme == "ws" and not secure):
+            return url
+        log.warning(
+            "shard %s: refusing resume_gateway_url with scheme %r (gateway is %s); "
+            "resuming at gateway_url", self.shard_id, scheme, "wss" if secure else "ws",
+        )  # fmt: skip
+        return None
+
     def _became_active(self, trigger: str, now: float) -> None:
         self._move(trigger)
         self._active_since = now
+        self._ready_deadline = None
+        self.activations += 1
 
     def _hello(self, d: Any, now: float) -> Event | None:
+        if self._interval is not None:
+            raise codec.DecodeError("a second HELLO on one connection")
         raw = d.get("heartbeat_interval") if isinstance(d, dict) else None
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+        low, high = HELLO_INTERVAL_RANGE
+        # The range check also refuses NaN, infinities and ints too large for a float.
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not low <= raw <= high:
             raise codec.DecodeError(f"HELLO has no valid heartbeat_interval: {raw!r}")
         interval = float(raw) / 1000
         self._interval = interval
@@ -410,7 +494,7 @@ class ShardProtocol:
         # Jitter spreads the first beats of many shards (protocol.md 3.1).
         self._next_beat = now + interval * self._rng()
         if self._session_id is not None:
-            self._queue_resume()
+            self._queue_resume(now)
         return self._gateway_event(EventType.GATEWAY_HELLO, d)
 
     def _invalid_session(self, resumable: bool, now: float) -> Event | None:
@@ -422,7 +506,9 @@ class ShardProtocol:
             self._clear_session()
             self._move("invalid")
             self._identify_sent = False
-            # Discord asks for a random 1-5 s before identifying again (protocol.md 5.2).
+            self._ready_deadline = None
+            # Discord asks for a random 1-5 s before identifying again (protocol.md 5.2),
+            # counted from the op 9 even across a reconnect (protocol.md 12).
             self._identify_not_before = now + 1 + 4 * self._rng()
         return self._gateway_event(EventType.GATEWAY_INVALIDATE_SESSION, resumable)
 
@@ -442,10 +528,16 @@ class ShardProtocol:
             self._next_beat = now + self._interval
             self._blind = self._paused
 
-    def _queue_resume(self) -> None:
+    def _queue_resume(self, now: float) -> None:
         self._move("resume")
         d = {"token": self.config.token, "session_id": self._session_id, "seq": self._sequence or 0}
         self._priority.append(codec.dumps({"op": 6, "d": d}))
+        self._await_ready(now)
+
+    def _await_ready(self, now: float) -> None:
+        """IDENTIFY or RESUME is out: READY or RESUMED must follow in time."""
+        self._ready_deadline = now + self.config.ready_timeout
+        self._ready_seq = self._sequence
 
     def fail(self, frame: CloseFrame) -> None:
         """The driver met bad data on this connection: close it with ``frame`` (reconnect)."""
@@ -474,6 +566,7 @@ class ShardProtocol:
             return False
         self._identify_sent = True
         self._priority.append(codec.dumps(self.config.identify_payload(self.shard_id.to_list())))
+        self._await_ready(now)
         return True
 
     def command(self, payload: str) -> None:
@@ -529,9 +622,14 @@ class ShardProtocol:
         if not self._open or self.close_request is not None:
             return None
         deadline = self._next_beat if self._next_beat is not None else self._hello_deadline
+        # Only while it is ahead (on_timer zeroes it once passed): a past deadline here
+        # would re-arm the driver's timer every loop turn while the identify queue waits.
         if self._identify_not_before and not self._identify_sent and self._session_id is None:
             if deadline is None or self._identify_not_before < deadline:
                 deadline = self._identify_not_before
+        if self._ready_deadline is not None:
+            if deadline is None or self._ready_deadline < deadline:
+                deadline = self._ready_deadline
         if self._commands and self.state is ShardState.ACTIVE and self._limiter is not None:
             available = self._limiter.next_available()
             if deadline is None or available < deadline:
@@ -561,6 +659,12 @@ class ShardProtocol:
             log.warning("shard %s: no HELLO within %.1f s", self.shard_id, timeout)
             self._request_close(NO_HELLO_CLOSE)
             return
+        if self._identify_not_before and now >= self._identify_not_before:
+            self._identify_not_before = 0.0  # passed: wants_identify may say yes now
+        if self._ready_deadline is not None and now >= self._ready_deadline:
+            self._ready_timer(now)
+            if self.close_request is not None:
+                return
         if self._next_beat is None or now < self._next_beat or self._interval is None:
             return
         late = now - self._next_beat > self._interval * LATE_TIMER
@@ -574,6 +678,29 @@ class ShardProtocol:
         self._queue_heartbeat(now)
         self._blind = self._paused
         self._next_beat = max(self._next_beat + self._interval, now)
+
+    def _ready_timer(self, now: float) -> None:
+        """READY/RESUMED is late: reconnect, unless dispatches came meanwhile (a long
+        replay) or reading was paused (they may wait unread): then wait again.
+        """
+        if self._paused or self._blind or self._sequence != self._ready_seq:
+            self._await_ready(now)
+            return
+        timeout = self.config.ready_timeout
+        log.warning("shard %s: no READY or RESUMED within %.1f s", self.shard_id, timeout)
+        self._request_close(NO_READY_CLOSE)
+
+
+def _close_frame(code: int | None, reason: str) -> CloseFrame | None:
+    """The close frame received, as a value (None: none, or a code not valid on the wire);
+    a reason over 123 bytes (a replacement character for each invalid byte) is cut.
+    """
+    if code is None or not _valid_close(code):
+        return None
+    raw = reason.encode(errors="replace")
+    if len(raw) > 123:
+        reason = raw[:123].decode(errors="ignore")
+    return CloseFrame(code, reason)
 
 
 def _data(payload: bytes) -> Any:

@@ -24,8 +24,11 @@ class CommandRatelimiter:
         self._sent: deque[float] = deque()
         self.limit = limit
         self.window = window
-        #: Slots kept for heartbeats: every beat of one window, plus one for an op 1 request.
-        self.reserve = math.ceil(window / heartbeat_interval) + 1 if heartbeat_interval > 0 else 1
+        #: Slots kept for heartbeats: every beat of one window, plus one for an op 1 request,
+        #: but at most half the limit: beats faster than every 0.5 s (test servers) would
+        #: otherwise reserve more than the whole window and leave commands no slot at all.
+        beats = math.ceil(window / heartbeat_interval) + 1 if heartbeat_interval > 0 else 1
+        self.reserve = min(beats, limit // 2)
 
     def _prune(self, now: float) -> None:
         sent = self._sent

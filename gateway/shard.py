@@ -42,7 +42,7 @@ from .events import Event, EventTypeFlags
 from .intents import Intents
 from .latency import Latency
 from .message import Close, Message, Text
-from .protocol import NextAction, ShardProtocol
+from .protocol import ABORTING_CLOSES, NextAction, ShardProtocol
 from .queue import default_queue
 from .session import SavedSession, Session
 from .shard_id import ShardId
@@ -112,10 +112,11 @@ class Shard:
     # Slots: the hot path reads a dozen attributes per event, of shards whose memory is
     # cold when events trickle (a slot is a fixed offset, not a dict lookup).
     __slots__ = (
-        "__weakref__", "_config", "_conn", "_decode_event", "_dispatcher", "_ended",
-        "_fatal_code", "_held", "_id", "_identify_task", "_inflater", "_last_save",
+        "__weakref__", "_activations", "_config", "_conn", "_decode_event", "_dispatcher",
+        "_ended", "_fatal_code", "_held", "_id", "_identify_task", "_inflater", "_last_save",
         "_listener", "_loop", "_paused", "_payloads", "_protocol", "_raw_payloads", "_ready",
-        "_rng", "_save_task", "_saved", "_soon", "_task", "_timer", "_timer_at", "_waiter",
+        "_rng", "_save_task", "_save_timer", "_saved", "_soon", "_task", "_timer", "_timer_at",
+        "_waiter",
     )  # fmt: skip
 
     def __init__(
@@ -165,6 +166,8 @@ class Shard:
         self._save_task: asyncio.Task[None] | None = None
         self._saved: SavedSession | None = None
         self._last_save = 0.0
+        self._activations = 0  # the protocol's READY/RESUMED count last seen (save on change)
+        self._save_timer: asyncio.TimerHandle | None = None  # the session store's cadence
         self._fatal_code: int | None = None
 
     # ---- public properties ----------------------------------------------------------------
@@ -240,6 +243,10 @@ class Shard:
         if self._task is None and self.state not in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
             self._loop = loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name=f"gateway shard {self._id}")
+            if self._config.session_store is not None:
+                self._save_timer = loop.call_later(
+                    self._config.session_save_interval, self._save_tick
+                )
             if self._config.loop_watchdog is not None:
                 watch(loop, self, self._config.loop_watchdog)
 
@@ -256,18 +263,24 @@ class Shard:
         task, self._task = self._task, None
         conn, self._conn = self._conn, None
         self._stop_connection_work()
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
         if task is not None:
             task.cancel()
-        if conn is not None:
-            await conn.close(frame.code, frame.reason)
-            conn.abort()
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-        if self._save_task is not None:  # a cadence save must not land after the final one
-            self._save_task.cancel()
-            await asyncio.gather(self._save_task, return_exceptions=True)
-        await self._store_final(session, frame.ends_session)
-        self._wake()
+        try:
+            if conn is not None:
+                await conn.close(frame.code, frame.reason)
+        finally:  # also when close() itself is cancelled: nothing is left half done
+            if conn is not None:
+                conn.abort()
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            if self._save_task is not None:  # a cadence save must not land after the final one
+                self._save_task.cancel()
+                await asyncio.gather(self._save_task, return_exceptions=True)
+            await self._store_final(session, frame.ends_session)
+            self._wake()
         return session
 
     async def _run(self) -> None:
@@ -287,20 +300,35 @@ class Shard:
             except Exception as exc:  # a bug: say so, then heal like a dropped connection
                 log.exception("shard %s: unexpected error in the driver", self._id)
                 self._push(ReceiveMessageError(ReceiveMessageErrorKind.RECONNECT, repr(exc)))
-                if self._conn is not None:
-                    self._conn.abort()
-                    self._conn = None
-                self._stop_connection_work()
-                self._protocol.connect_failed()
+                self._reset(loop)
+
+    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The one way out of an unexpected error: drop the connection and bring the
+        protocol to DISCONNECTED as if TCP had dropped (so the next connection can open,
+        resume or identify), with the backoff of a failed attempt.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+        self._stop_connection_work()
+        self._payloads.clear()
+        p = self._protocol
+        if p.state in (ShardState.IDENTIFYING, ShardState.RESUMING, ShardState.ACTIVE):
+            try:
+                p.connection_closed(None, loop.time())
+            except Exception:  # pragma: no cover - a second bug must not stop the loop
+                log.exception("shard %s: resetting the protocol failed", self._id)
+        p.connect_failed()
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> bool:
         p = self._protocol
-        delay = p.backoff()
+        delay = p.backoff(loop.time())
         if p.reconnect_attempts > 1:
             delay = max(delay, _MIN_RETRY)  # never a hot loop of failing connects
         if delay:
             log.info("shard %s: reconnecting in %.1f s", self._id, delay)
             await asyncio.sleep(delay)  # close() cancels the task
+        p.attempt_started(loop.time())
         url = p.connect_url()
         try:  # ssl None: the process-wide default context (one per process, not per shard)
             conn = await Connection.open(
@@ -313,7 +341,7 @@ class Shard:
             if task is not None and task.cancelling():
                 # wait_for (3.11) can turn our cancellation into the connect's own error.
                 raise asyncio.CancelledError from exc
-            log.warning("shard %s: connecting failed: %s", self._id, exc)
+            log.warning("shard %s: connecting failed: %s", self._id, str(exc) or repr(exc))
             p.connect_failed()
             return False
         if self.state is ShardState.CLOSED:  # close() raced the connect (wait_for can
@@ -348,7 +376,10 @@ class Shard:
             code, reason = gone.code, gone.reason
         frame = p.close_request
         if frame is not None:
-            await conn.close(frame.code, frame.reason)
+            if frame in ABORTING_CLOSES:  # dead or silent: send the close, wait for nothing
+                conn.close_now(frame.code, frame.reason)
+            else:
+                await conn.close(frame.code, frame.reason)
             if gone is None:
                 code, reason = frame.code, frame.reason
         conn.abort()
@@ -413,7 +444,6 @@ class Shard:
             self._step(now)
         p.on_timer(now)
         self._after(now)
-        self._maybe_save(now)
 
     def _step(self, now: float) -> None:
         """Process received data ahead of the consumer, up to the high-water mark."""
@@ -442,6 +472,9 @@ class Shard:
             return
         if p.wants_write:
             self._flush(conn, now)
+        if p.activations != self._activations:  # READY or RESUMED: save the session now
+            self._activations = p.activations
+            self._maybe_save(now, force=True)
         if p.close_request is not None or conn.closed:
             self._resolve_ended()
             return
@@ -700,7 +733,10 @@ class Shard:
         dispatches go in one compiled call (inflate, scan, sequence), anything else through
         ``ShardProtocol.receive``. Stops at a close request; an error is queued in its
         place, so what came before it is delivered first. With ``count`` (processing ahead
-        of the consumer), stops at the high-water mark and pauses reading.
+        of the consumer), pauses reading at the high-water mark, but only once this
+        connection's HELLO is seen, and still processes what was read: control payloads
+        (HELLO, ACK, op 1/7/9, READY, RESUMED) never wait for the consumer, and what is
+        held past the mark is bounded by one read.
 
         ``now`` is the loop's time (None: read when needed). Returns whether the protocol
         saw more than plain dispatches (then the caller must run :meth:`_after`).
@@ -713,11 +749,6 @@ class Shard:
         budget = limit
         moved = False
         while budget > 0 and p.close_request is None:
-            if count and self._held >= self._config.read_high_water:
-                # The consumer is behind: hold no more until it catches up (this may be a
-                # new connection after a reconnect: pause it too).
-                self._pause(conn, now)
-                return True
             start = len(ready)
             taken, seq = drain(frames, payloads, ready, min(budget, BATCH), self._inflater)
             if seq is not None:
@@ -739,7 +770,7 @@ class Shard:
                 break  # nothing left
             if count:
                 self._held += _size(islice(ready, start, None))
-                if self._held >= self._config.read_high_water:
+                if self._held >= self._config.read_high_water and p.heartbeat_interval:
                     moved = self._pause(conn, now) or moved
             if not frames and not payloads:
                 break
@@ -769,6 +800,9 @@ class Shard:
             self._fail(ReceiveMessageErrorKind.COMPRESSION, exc)
         except ValueError as exc:
             self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
+        except Exception as exc:  # a bug met by this payload: typed, and the shard heals
+            log.exception("shard %s: unexpected error processing a payload", self._id)
+            self._fail(ReceiveMessageErrorKind.RECONNECT, exc)
         return payload, event
 
     def _fail(self, kind: ReceiveMessageErrorKind, exc: Exception, code: int = 4000) -> NoReturn:
@@ -795,10 +829,24 @@ class Shard:
             self._protocol.restore(saved.session, saved.resume_url)
             self._saved = saved
 
-    def _maybe_save(self, now: float) -> None:
-        """Save the session on a cadence (from the timer: no cost per event)."""
+    def _save_tick(self) -> None:
+        """The session store's cadence (``Config.session_save_interval``), its own timer:
+        the heartbeat's (41 s on Discord) would be too rare.
+        """
+        assert self._loop is not None
+        loop = self._loop
+        self._save_timer = None
+        if self.state in (ShardState.CLOSED, ShardState.FATALLY_CLOSED):
+            return
+        self._save_timer = loop.call_later(self._config.session_save_interval, self._save_tick)
+        self._maybe_save(loop.time())
+
+    def _maybe_save(self, now: float, force: bool = False) -> None:
+        """Save the session if due (``force``: right after READY/RESUMED)."""
         store = self._config.session_store
-        if store is None or now - self._last_save < self._config.session_save_interval:
+        if store is None:
+            return
+        if not force and now - self._last_save < self._config.session_save_interval:
             return
         if self._save_task is not None and not self._save_task.done():
             return

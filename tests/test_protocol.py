@@ -198,21 +198,23 @@ def test_backoff_resets_only_after_a_connection_that_lived() -> None:
     assert p.backoff() == 0
 
 
-def test_connections_that_die_soon_after_ready_back_off() -> None:
+def test_closes_after_ready_reconnect_promptly_above_the_floor() -> None:
     """A 4008 loop (or a crashing proxy): READY, then closed within a second, again and
-    again. Each reconnect waits longer."""
-    p = make(rng=1.0, backoff_reset_after=5.0)
+    again. Not a failure (protocol.md 5.3): no doubling, but never sooner than
+    min_reconnect_interval after the previous attempt."""
+    p = make(rng=1.0, min_reconnect_interval=1.0)
     delays = []
     now = 0.0
     for _ in range(4):
+        p.attempt_started(now)
         p.connection_opened(now)
         p.receive(wire(10, {"heartbeat_interval": 10_000}), now)
         p.identify(now)
         p.receive(wire(0, {"session_id": "abc"}, 1, "READY"), now)
-        p.connection_closed(4008, now + 0.5)
-        delays.append(p.backoff())
+        p.connection_closed(4008, now + 0.25)
+        delays.append(p.backoff(now + 0.25))
         now += 10
-    assert delays == [1, 2, 4, 8]
+    assert delays == [0.75] * 4
 
 
 def test_resume_url_falls_back_to_gateway_url_after_failed_connects() -> None:
