@@ -340,3 +340,34 @@ def test_event_error_path_is_value_error_only(
     assert dispatcher.drain(deque([payload]), deque(), ready, 10) == (1, 1)
     with pytest.raises(codec.DecodeError):
         dispatcher.event(ready.popleft())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{},"t":"TYPING_START"}',
+        b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{},"s":99}',
+        b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{},"op":7}',
+        b'{"t":"MESSAGE\\u005fCREATE","s":1,"op":0,"d":{},"t":"TYPING_START"}',
+    ],
+    ids=["t", "s", "op", "escaped-t"],
+)
+def test_a_duplicate_past_the_scan_is_bad_data_when_decoded(
+    speedups: SimpleNamespace, payload: bytes
+) -> None:
+    """Issue 21 item 19: the drain sequences a dispatch by its first ``t``/``s``; the
+    decoder keeps the last. ``event`` refuses a payload where they differ (a ValueError),
+    instead of delivering it as another event or sequence than the one recorded.
+    """
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    ready: deque[Any] = deque()
+    assert dispatcher.drain(deque([payload]), deque(), ready, 10) == (1, 1)
+    with pytest.raises(ValueError, match="duplicate"):
+        dispatcher.event(ready.popleft())
+
+
+def test_repeated_equal_envelope_keys_still_decode(speedups: SimpleNamespace) -> None:
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    payload = b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{"x":1},"s":1}'
+    event = dispatcher.event(payload)
+    assert (event.sequence, event.name, event.data) == (1, "MESSAGE_CREATE", {"x": 1})

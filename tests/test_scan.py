@@ -137,8 +137,32 @@ def test_integers_past_the_digit_limit(
     assert caught.value.args == ("integer too long", position)
 
 
-def test_only_the_last_of_duplicate_keys_is_converted(speedups: SimpleNamespace) -> None:
-    assert speedups.scan(b'{"op":' + NINES + b',"op":1,"s":2,"t":"X"}') == (1, 2, "X")
+@pytest.mark.parametrize(
+    ("raw", "position"),
+    [
+        (b'{"op":' + NINES + b',"op":1,"s":2,"t":"X"}', len(NINES) + 7),  # before converting
+        (b'{"t":"A","t":"B","s":1,"op":0,"d":{}}', 9),
+        (b'{"s":1,"s":2,"t":"A","op":0}', 7),
+        (b'{"op":0, "d":{"op":1}, "op":1,"t":"A","s":1}', 23),
+        (b'{"t":null,"t":"A","s":1,"op":0}', 10),
+    ],
+    ids=["op-long", "t", "s", "op-after-d", "t-null"],
+)
+def test_a_duplicate_envelope_key_is_bad_data(
+    speedups: SimpleNamespace, raw: bytes, position: int
+) -> None:
+    """Issue 21 item 19: the scan kept the first ``t``/``s``, the decoder the last, so an
+    event was sequenced as one type and delivered as another. A duplicate the scan reads
+    is a ScanError (a ValueError) in both twins, at the same position.
+    """
+    with pytest.raises(ScanError) as caught:
+        speedups.scan(raw)
+    assert caught.value.args == ("duplicate key", position)
+
+
+def test_nested_and_escaped_keys_are_not_duplicates(speedups: SimpleNamespace) -> None:
+    raw = b'{"d":{"t":"X","s":9,"op":5},"\\u0074":"y","t":"A","s":1,"op":0}'
+    assert speedups.scan(raw) == (0, 1, "A")
 
 
 def test_errors_come_in_walk_order_before_conversion(speedups: SimpleNamespace) -> None:

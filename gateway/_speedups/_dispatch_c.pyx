@@ -175,8 +175,9 @@ cdef class Dispatcher:
     def event(self, payload):
         """The event of a wanted plain dispatch that :meth:`drain` queued (undecoded).
 
-        ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
-        when the JSON does not decode or is not a wanted dispatch.
+        ``t`` and ``s`` come from the decoded payload and must equal the scanned ones (a
+        duplicate key past the scan's stop would make them differ). Raises ValueError when
+        the JSON does not decode, is not a wanted dispatch, or has such a duplicate.
         """
         cdef PyObject* found
         cdef object body, name, seq, data
@@ -193,9 +194,31 @@ cdef class Dispatcher:
         if found is NULL or <object> found is None or type(seq) is not int:
             raise ValueError("payload is not a wanted dispatch")
         event_type = <object> found
+        if not self._same_envelope(payload, body, seq, name):
+            raise ValueError("payload has a duplicate op, s or t key")
         found = PyDict_GetItem(body, "d")
         data = <object> found if found is not NULL else None
         return _event(self._event, event_type, data, seq, name)
+
+    cdef bint _same_envelope(self, bytes payload, dict body, object seq, str name) except -1:
+        """Whether the scanned op/s/t of ``payload`` are the decoded ones (in C: the scan
+        stops after the three keys, a few dozen bytes in).
+        """
+        cdef const unsigned char* b = <const unsigned char*> payload
+        cdef Envelope e
+        cdef Py_ssize_t size
+        cdef const char* text
+        cdef PyObject* found
+        envelope(b, len(payload), &e)  # ScanError (a ValueError) as for any bad payload
+        found = PyDict_GetItem(body, "op")
+        if span_int(b, e.op_start, e.op_end) != (<object> found if found is not NULL else None):
+            return False
+        if span_int(b, e.s_start, e.s_end) != seq or e.t_start < 0:
+            return False
+        if e.t_escaped:
+            return _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1) == name
+        text = PyUnicode_AsUTF8AndSize(name, &size)
+        return size == e.t_end - e.t_start and memcmp(text, b + e.t_start, size) == 0
 
     cdef object _name(self, const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
         """The name (str) when the table knows it (its entry in ``_last_type``), else None."""

@@ -138,8 +138,9 @@ class Dispatcher:
     def event(self, payload: bytes) -> tuple[Any, ...]:
         """The event of a wanted plain dispatch that :meth:`drain` queued (undecoded).
 
-        ``t`` and ``s`` come from the decoded payload (no second scan). Raises ValueError
-        when the JSON does not decode or is not a wanted dispatch.
+        ``t`` and ``s`` come from the decoded payload and must equal the scanned ones (a
+        duplicate key past the scan's stop would make them differ). Raises ValueError when
+        the JSON does not decode, is not a wanted dispatch, or has such a duplicate.
         """
         if type(payload) is not bytes:
             raise _args.not_bytes("payload", payload)
@@ -151,6 +152,10 @@ class Dispatcher:
         event_type = self._table.get(name) if type(name) is str else None
         if event_type is None or type(seq) is not int:
             raise ValueError("payload is not a wanted dispatch")
+        if scan(payload) != (body.get("op"), seq, name):
+            # A duplicate op/s/t past where the scan stopped: the decoder kept the last,
+            # the sequence came from the first. Bad data, not an event of either.
+            raise ValueError("payload has a duplicate op, s or t key")
         return tuple.__new__(self._event, (event_type, body.get("d"), seq, name))
 
     def _take(self, payload: bytes, append: Callable[[Any], None]) -> int | None:

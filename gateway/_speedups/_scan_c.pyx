@@ -70,12 +70,18 @@ cdef int envelope(const unsigned char* b, Py_ssize_t n, Envelope* e) except -1:
             raise ScanError("expected an object key", start)
         pos = _ws(b, pos + 1, n)
         if not escaped and klen == 2 and b[kstart] == 111 and b[kstart + 1] == 112:
+            if seen & 1:
+                raise ScanError("duplicate key", start)
             pos = _int_or_null(b, pos, n, &e.op_start, &e.op_end)
             seen |= 1
         elif not escaped and klen == 1 and b[kstart] == 115:
+            if seen & 2:
+                raise ScanError("duplicate key", start)
             pos = _int_or_null(b, pos, n, &e.s_start, &e.s_end)
             seen |= 2
         elif not escaped and klen == 1 and b[kstart] == 116:
+            if seen & 4:
+                raise ScanError("duplicate key", start)
             pos = _str_or_null(b, pos, n, e)
             seen |= 4
         else:

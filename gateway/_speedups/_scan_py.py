@@ -33,8 +33,13 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
     Keys may come in any order and may be missing (``None``). Raises :class:`ScanError`
     when the text is not a JSON object, when ``op``/``s``/``t`` have the wrong type, or when
     an integer has more digits than ``int()`` converts (``sys.get_int_max_str_digits``).
-    Integers are converted after the walk, ``op`` then ``s`` (the last of duplicate keys),
-    as the compiled twin does.
+    Integers are converted after the walk, ``op`` then ``s``, as the compiled twin does.
+
+    A second ``op``, ``s`` or ``t`` among the keys read is a :class:`ScanError` ("duplicate
+    key"): the JSON decoders keep the last of duplicate keys, the scan would keep the first,
+    and an event would be sequenced as one thing and delivered as another. The scan stops
+    once it has all three, so a duplicate after them is caught where the payload is
+    decoded (``Dispatcher.event`` compares the decoded envelope with this one).
     """
     if type(data) is not bytes:
         raise _args.not_bytes("data", data)
@@ -84,12 +89,18 @@ def _walk(data: bytes) -> tuple[_Span, _Span, str | None]:
         key = m.group(1)
         pos = m.end()
         if key == b"op":
+            if seen & 1:
+                raise ScanError("duplicate key", m.start())
             op, pos = _int_or_null(data, pos)
             seen |= 1
         elif key == b"s":
+            if seen & 2:
+                raise ScanError("duplicate key", m.start())
             seq, pos = _int_or_null(data, pos)
             seen |= 2
         elif key == b"t":
+            if seen & 4:
+                raise ScanError("duplicate key", m.start())
             name, pos = _str_or_null(data, pos)
             seen |= 4
         else:
