@@ -719,14 +719,15 @@ class Shard:
         error queued in its place.
         """
         item = self._ready.popleft()
-        if type(item) is bytes:
-            return Text(item.decode())
-        if type(item) is tuple:
-            return Text(item[0].decode())
-        if type(item) is _Closed:
+        if isinstance(item, _Closed):
             return item.message
-        assert isinstance(item, ReceiveMessageError)
-        raise item
+        if isinstance(item, ReceiveMessageError):
+            raise item
+        payload = item if isinstance(item, bytes) else item[0]
+        try:
+            return Text(payload.decode())
+        except UnicodeDecodeError as exc:  # an inflated payload that is not UTF-8
+            self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
 
     def _fill(self, conn: Connection, now: float | None, limit: int, count: bool = False) -> bool:
         """Process up to ``limit`` received payloads into ``_ready``. Runs of plain

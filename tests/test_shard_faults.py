@@ -235,3 +235,22 @@ async def test_an_op7_storm_reconnects_promptly_every_time() -> None:
             await take_until(shard, EventType.RESUMED)
         assert len(emu.identifies) == 1
         await shard.close()
+
+
+# ---- 5: a compressed payload that is not UTF-8 through next_message() ----------------------
+
+
+async def test_next_message_with_invalid_utf8_is_typed_and_heals() -> None:
+    async with GatewayEmulator(heartbeat_interval=0.5, guilds=1) as emu:
+        shard = shard_for(emu)
+        async with asyncio.timeout(10):
+            while "GUILD_CREATE" not in (await shard.next_message()).text:  # type: ignore[union-attr]
+                pass
+            # Not a dispatch (no sequence is taken), so the resume misses nothing.
+            await emu.live_connections()[0].send_payload(b'{"op":11,"d":"\xff\xfe"}')
+            with pytest.raises(ReceiveMessageError) as caught:
+                while True:
+                    await shard.next_message()
+            assert caught.value.kind is ReceiveMessageErrorKind.DESERIALIZING
+            await emu.wait_for(lambda: emu.resumes, timeout=5)
+        await shard.close()
