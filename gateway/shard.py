@@ -63,6 +63,8 @@ _QUEUE_RETRY = (1.0, 60.0)
 
 #: The least wait between two connection attempts after a failure (seconds).
 _MIN_RETRY = 0.05
+#: The least TCP_USER_TIMEOUT a paused shard sets (seconds; see Connection.limit_unacked).
+_UNACKED_MIN = 10.0
 #: Seconds after which an unchanged session is saved again (stores expire sessions).
 _RESAVE_UNCHANGED = 60.0
 
@@ -783,6 +785,9 @@ class Shard:
             return False
         self._paused = True
         conn.pause_reading()
+        # Paused, the shard cannot see ACKs (no zombie verdict): let TCP bound a dead
+        # network instead, at two heartbeat intervals (at least 10 s).
+        conn.limit_unacked(max(2 * (self._protocol.heartbeat_interval or 0.0), _UNACKED_MIN))
         assert self._loop is not None
         self._protocol.reading_paused(now if now is not None else self._loop.time())
         return True

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl as ssl_module
 import threading
 from collections import deque
@@ -546,6 +547,23 @@ class Connection(asyncio.Protocol):
                 self._tls_shutdown()
             else:
                 self._close_transport()
+
+    def limit_unacked(self, seconds: float) -> bool:
+        """Let the kernel end the connection when data it sent stays unacknowledged for
+        ``seconds`` (``TCP_USER_TIMEOUT``, Linux): a paused reader cannot see heartbeat ACKs,
+        so on a dead network this bounds what would otherwise be TCP's own timeout (up to
+        about 15 minutes of retransmissions). Whether the platform allows it.
+        """
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if option is None or sock is None:
+            return False
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
+        except OSError:
+            return False
+        return True
 
     def pause_reading(self) -> None:
         """Stop reading the socket (the shard holds enough for a consumer that is behind)."""

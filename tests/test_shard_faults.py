@@ -6,6 +6,7 @@ Each test names the defect it guards; each failed before its fix.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -102,6 +103,10 @@ async def test_a_consumer_behind_keeps_its_session_across_a_reconnect() -> None:
         shard = shard_for(emu, rng=lambda: 0.0, read_high_water=16 * 1024)
         await take_until(shard, EventType.GUILD_CREATE)
         await until(lambda: shard._paused)  # behind: reading paused
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # a dead network is bounded meanwhile
+            assert shard._conn is not None and shard._conn._transport is not None
+            sock = shard._conn._transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 10_000
         emu.live_connections()[0].drop()
         # Nobody takes events, yet the new connection sees HELLO, beats and resumes.
         await emu.wait_for(lambda: emu.resumes, timeout=5)
