@@ -221,8 +221,10 @@ class HostileConnection:
 
     @property
     def closed(self) -> bool:
-        """Whether the TCP connection has ended (either side)."""
-        return self._closed.done()
+        """Whether the TCP connection has ended or is ending (either side; before the
+        handshake is accepted, as soon as the transport notices).
+        """
+        return self._closed.done() or self._writer.transport.is_closing()
 
     def of_op(self, op: int) -> list[Received]:
         """The client's messages with this op."""
@@ -320,10 +322,24 @@ class HostileConnection:
         self.close_sent = True
         self.send_frame(OP_CLOSE, payload)
 
-    def flood_pings(self, n: int, payload: bytes = b"") -> None:
-        """``n`` pings in one write (each asks the client for a pong)."""
+    async def flood_pings(self, n: int, payload: bytes = b"", *, max_buffer: int = 1 << 20) -> int:
+        """Send ``n`` pings (each asks the client for a pong) as fast as the client takes
+        them, holding at most ``max_buffer`` unsent bytes on the server's side; stops early
+        when the connection ends. Returns how many were sent.
+        """
         self.accept()
-        self._write(encode_frame(OP_PING, payload) * n)
+        frame = encode_frame(OP_PING, payload)
+        transport = self._writer.transport
+        sent = 0
+        while sent < n and not transport.is_closing():
+            if transport.get_write_buffer_size() >= max_buffer:
+                await asyncio.sleep(0.001)  # a paced sender, not a wait for a condition
+                continue
+            batch = min(n - sent, 1024)
+            self._write(frame * batch)
+            sent += batch
+            await asyncio.sleep(0)
+        return sent
 
     def drop(self) -> None:
         """End TCP with a reset (SO_LINGER 0): no close frame, no FIN."""
