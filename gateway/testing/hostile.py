@@ -210,6 +210,8 @@ class HostileConnection:
         self.echo_close = True
         #: Answer the client's pings with pongs.
         self.auto_pong = True
+        #: :meth:`HostileServer.serve_normally` ACKs heartbeats (False: a zombie from now on).
+        self.ack_heartbeats = True
         self._seq = 0  # the next sequence of send_dispatch outside a session
         self._inbox: asyncio.Queue[Received | ClientClose] = asyncio.Queue()
         self._closed = loop.create_future()
@@ -691,7 +693,7 @@ class HostileServer:
             item = await conn.recv(timeout=3600)
             if isinstance(item, ClientClose):
                 return
-            if item.op == 1 and ack:
+            if item.op == 1 and ack and conn.ack_heartbeats:
                 conn.send_op(11)
             elif item.op == 2:
                 session = self.new_session()
