@@ -61,7 +61,7 @@ def test_the_site_has_every_part_the_issue_asks_for() -> None:
     assert {"many-machines", "resume", "request-members", "testing", "custom-queue"} <= howtos
     assert {"reshard", "event-filtering", "proxy", "backends", "tls", "logging"} <= howtos
     explanations = set(toctree(DOCS / "explanation" / "index.md"))
-    assert explanations == {"design", "receive-path", "reconnect", "rate-limits"}
+    assert explanations == {"design", "receive-path", "contract", "reconnect", "rate-limits"}
     for page in [*howtos, *explanations]:
         folder = "howto" if page in howtos else "explanation"
         assert (DOCS / folder / f"{page}.md").exists(), page
