@@ -1238,6 +1238,8 @@ async def run_worker(
             finally:
                 saver.cancel()
                 consumer.cancel()
+                # It hands over the lines it holds (bounded) before it ends.
+                await asyncio.gather(consumer, return_exceptions=True)
                 await stream.aclose()
             await close_for_handover(shards, store)
             if not consumer.cancelled():

@@ -21,9 +21,11 @@ import dataclasses
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -40,9 +42,26 @@ from .shard import Shard
 from .shard_id import ShardId
 from .stream import ShardEventStream, create_range, queue_for
 
-__all__ = ["register", "RedisOptions", "ShardSpec", "parse_shards", "run"]
+__all__ = [
+    "register",
+    "LineWriter",
+    "OUTPUT_BUFFER",
+    "RedisOptions",
+    "ShardSpec",
+    "parse_shards",
+    "run",
+    "write_events",
+]
 
 log = logging.getLogger(__name__)
+
+#: Characters of output held for a slow reader (a paused pipe) before ``run`` stops taking
+#: events, so that the shards pause reading their sockets (their ``read_high_water``).
+OUTPUT_BUFFER = 256 * 1024
+#: Seconds ``run`` waits, when stopped by a signal, for a paused reader to take the lines
+#: still held; past that they are dropped with the process (the events stay in the
+#: gateway's resumable session only if the shard's session was saved before them).
+OUTPUT_DRAIN_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +242,8 @@ async def run(
     finally:
         stopper.cancel()
         consumer.cancel()
+        # Let it hand over what it holds (bounded by OUTPUT_DRAIN_TIMEOUT) before closing.
+        await asyncio.gather(consumer, return_exceptions=True)
         await stream.aclose()
         await asyncio.gather(*(s.close() for s in shards))
     if consumer.cancelled():
@@ -274,25 +295,168 @@ def with_sessions(config: Config, saved: SavedSession | None) -> Config:
     return dataclasses.replace(config, session=saved.session, resume_url=saved.resume_url)
 
 
+class LineWriter:
+    """Writes text to a blocking file (stdout) from its own thread, so that a reader who
+    pauses (a full pipe) never blocks the event loop, and every shard keeps heartbeating.
+
+    At most ``max_held`` characters wait for the thread (documented cap,
+    :data:`OUTPUT_BUFFER`): :meth:`write` returns at once below it and waits above it, until
+    the thread has written half of it. Its caller, not taking events meanwhile, is the
+    backpressure: the shards pause reading at their high-water mark. A write that fails
+    (the reader has gone: ``BrokenPipeError``) is raised by the next :meth:`write` or
+    :meth:`drain`. The thread is a daemon: a reader that never comes back cannot keep the
+    process alive. A file with a descriptor is written with ``os.write`` on it, not through
+    its Python buffer, whose lock a daemon thread blocked at exit would hold (the
+    interpreter aborts flushing it); text that cannot be encoded is backslash-escaped (in
+    a JSON string, ``\\udc80`` is what a lone surrogate should read anyway).
+    """
+
+    def __init__(self, out: TextIO, max_held: int = OUTPUT_BUFFER) -> None:
+        if max_held < 1:
+            raise ValueError("max_held must be >= 1")
+        self._out = out
+        self._fd: int | None = None
+        try:
+            fd = out.fileno()
+        except (AttributeError, OSError, ValueError):  # io.StringIO and friends
+            pass
+        else:
+            out.flush()  # anything written before goes first
+            self._fd = fd
+        self._encoding = getattr(out, "encoding", None) or "utf-8"
+        self._max = max_held
+        self._loop = asyncio.get_running_loop()
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.held = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gateway-output", daemon=True)
+        self._thread.start()
+
+    async def write(self, text: str) -> None:
+        """Hand ``text`` to the thread; wait only while ``max_held`` characters are held."""
+        self._raise()
+        self.held += len(text)
+        self._idle.clear()
+        self._lines.put(text)
+        while self.held >= self._max and self._error is None:
+            self._room.clear()
+            await self._room.wait()
+        self._raise()
+
+    async def drain(self) -> None:
+        """Wait until the thread has written (and flushed) everything handed to it."""
+        while self.held and self._error is None:
+            self._idle.clear()
+            await self._idle.wait()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop the thread once it has written what it holds (no wait)."""
+        self._lines.put(None)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:  # the writer thread
+        while True:
+            first = self._lines.get()
+            if first is None:
+                return
+            parts = [first]
+            done = False
+            while len(parts) < 4096:
+                try:
+                    more = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                parts.append(more)
+            text = "".join(parts)
+            try:
+                self._write(text)
+            except BaseException as exc:  # reported on the loop, by the next write
+                self._report(self._failed, exc)
+                return
+            self._report(self._written, len(text))
+            if done:
+                return
+
+    def _write(self, text: str) -> None:  # the writer thread
+        if self._fd is None:
+            self._out.write(text)
+            self._out.flush()
+            return
+        data = memoryview(text.encode(self._encoding, "backslashreplace"))
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    def _report(self, callback: object, arg: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, arg)  # type: ignore[arg-type]
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    def _written(self, count: int) -> None:
+        self.held -= count
+        if self.held <= self._max // 2:
+            self._room.set()
+        if self.held == 0:
+            self._idle.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._error = exc
+        self._room.set()
+        self._idle.set()
+
+
 async def write_events(
     stream: ShardEventStream, fmt: str, limit: int | None, out: TextIO
 ) -> tuple[ShardId, str] | None:
-    """Write events until ``limit``; return (shard, reason) on a fatal close."""
+    """Write events until ``limit``; return (shard, reason) on a fatal close.
+
+    Lines go through a :class:`LineWriter`: the loop never blocks on ``out``, and while
+    the reader lags, no event is taken from the shards (they pause reading). Cancelled
+    (a signal), it still hands over what it holds, for up to :data:`OUTPUT_DRAIN_TIMEOUT`.
+    """
+    writer = LineWriter(out)
     count = 0
-    async for shard, item in stream:
-        if isinstance(item, ReceiveMessageError):
-            if item.is_fatal():
-                return shard.id, str(item)
-            log.warning("shard %s: %s", shard.id, item)
-            continue
-        if item.sequence is None or item.type is EventType.GATEWAY_CLOSE:
-            continue  # gateway-level events are the shard's business, not the pipe's
-        out.write(_format(shard, item, fmt))
-        out.flush()
-        count += 1
-        if limit is not None and count >= limit:
-            return None
-    return None
+    try:
+        async for shard, item in stream:
+            if isinstance(item, ReceiveMessageError):
+                if item.is_fatal():
+                    return shard.id, str(item)
+                log.warning("shard %s: %s", shard.id, item)
+                continue
+            if item.sequence is None or item.type is EventType.GATEWAY_CLOSE:
+                continue  # gateway-level events are the shard's business, not the pipe's
+            try:
+                await writer.write(_format(shard, item, fmt))
+            except BrokenPipeError:  # the reader has gone (``| head``): a normal end
+                log.info("output: the reader closed the pipe; stopping")
+                return None
+            count += 1
+            if limit is not None and count >= limit:
+                return None
+        return None
+    finally:
+        try:
+            await asyncio.wait_for(writer.drain(), OUTPUT_DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.warning("output: the reader took nothing for %.0f s; %d characters dropped",
+                        OUTPUT_DRAIN_TIMEOUT, writer.held)  # fmt: skip
+        except BrokenPipeError:
+            pass  # said above
+        except (OSError, ValueError) as exc:
+            log.warning("output: %s", exc)
+        finally:
+            writer.close()
 
 
 def _format(shard: Shard, event: Event, fmt: str) -> str:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import re
 import sys
+import time
 
 import pytest
 
@@ -173,3 +174,72 @@ def test_uvloop_asked_for_but_missing_names_the_fix(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'gateway\[uvloop\]'"):
         run_on_loop(never, "uvloop")
+
+
+async def test_run_keeps_heartbeating_while_its_reader_pauses_and_loses_nothing() -> None:
+    """A downstream reader that stops reading for 3 s: the pipe fills, then the runner's
+    output buffer; the shards must go on heartbeating (the loop never blocks on stdout)
+    and, once the reader drains, every event is there once and in order.
+    """
+    total, pause = 3000, 3.0
+    async with GatewayEmulator(
+        tokens=[TOKEN], guilds=4, heartbeat_interval=0.5, events_per_second=1500,
+        total_events=total,
+    ) as emu:  # fmt: skip
+        full_env, home = child_env(DISCORD_TOKEN=TOKEN)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "run", "--intents",
+            "GUILDS,GUILD_MESSAGES,MESSAGE_CONTENT", "--gateway-url", emu.url,
+            "--limit", str(total), "--log-level", "WARNING", cwd=home, env=full_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=4096,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            # A small read buffer (``limit``) here, so that the pipe fills when we stop.
+            head = await asyncio.wait_for(proc.stdout.readexactly(4096), 30)
+            paused_at = time.monotonic()  # the emulator's clock
+            await asyncio.sleep(pause)  # the reader pauses: this is the fault under test
+            resumed_at = time.monotonic()
+            # The pipe and the runner's buffer filled within that pause: the shard was held.
+            session = next(iter(emu.sessions.values()))
+            assert session.seq > 1000, session.seq
+            beats = [
+                r.time
+                for r in emu.records_of("received")
+                if r.data["op"] == 1 and paused_at + 1.0 <= r.time <= resumed_at
+            ]
+            rest = await asyncio.wait_for(proc.stdout.read(), 60)
+            err = (await asyncio.wait_for(proc.stderr.read(), 10)).decode()
+            assert await asyncio.wait_for(proc.wait(), 10) == 0, err
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    # A heartbeat every 0.5 s through the last 2 s of the pause (the loop was not blocked).
+    assert len(beats) >= 3, (beats, paused_at, resumed_at)
+    seqs = [json.loads(line)["s"] for line in (head + rest).decode().splitlines()]
+    assert seqs == list(range(1, total + 1)), (len(seqs), seqs[:5], seqs[-5:])
+
+
+async def test_run_stops_quietly_when_its_reader_closes_the_pipe() -> None:
+    """``python -m gateway run ... | head -1``: the writer thread's BrokenPipeError ends the
+    run with status 0 and no traceback.
+    """
+    async with GatewayEmulator(tokens=[TOKEN], guilds=4, events_per_second=1000) as emu:
+        full_env, home = child_env(DISCORD_TOKEN=TOKEN)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "run", "--intents", "GUILDS,GUILD_MESSAGES",
+            "--gateway-url", emu.url, cwd=home, env=full_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["s"] == 1
+            proc._transport.get_pipe_transport(1).close()  # type: ignore[attr-defined]
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+            err = (await proc.stderr.read()).decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert "Traceback" not in err and "the reader closed the pipe" in err, err
