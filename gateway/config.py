@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .commands import UpdatePresence
-from .events import EventTypeFlags
+from .events import EventType, EventTypeFlags
 from .intents import Intents
 from .poller import MAX_READ_INTERVAL
 from .session import Session, SessionStore
@@ -93,6 +94,16 @@ class Config:
     - ``session_store``: a :class:`~gateway.session.SessionStore` the shard loads its session from
       (when ``session`` is None) and saves it to every ``session_save_interval`` seconds
       and on ``close(CloseFrame.RESUME)``.
+
+    Typed events (optional, needs msgspec: ``pip install 'gateway[msgspec]'``):
+
+    - ``models``: what ``event.data`` is, per event type: a :class:`msgspec.Struct` (one of
+      :mod:`gateway.models` or a bot's own, slimmer one: only the fields it declares are
+      decoded) instead of a ``dict``. ``models=gateway.models.DEFAULT`` takes every shipped
+      model. Keys are dispatch types (not READY, RESUMED or UNKNOWN); event types missing
+      from it keep the ``dict``, and ``next_message()`` stays raw. A payload that does not
+      fit its model is a :class:`~gateway.ReceiveMessageError` (``DESERIALIZING``) and a
+      resume, like bad JSON. Empty (the default): msgspec is never imported.
     """
 
     token: str
@@ -122,6 +133,7 @@ class Config:
     loop_watchdog: float | None = 10.0
     session_store: SessionStore | None = None
     session_save_interval: float = 5.0
+    models: Mapping[EventType, type[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", normalize_token(self.token))
@@ -149,6 +161,7 @@ class Config:
             raise ValueError(f"loop_watchdog must be positive or None, got {self.loop_watchdog!r}")
         if not self.gateway_url.startswith(("ws://", "wss://")):
             raise ValueError(f"gateway_url must be a ws:// or wss:// URL, got {self.gateway_url!r}")
+        object.__setattr__(self, "models", _check_models(self.models))
 
     def __repr__(self) -> str:
         return (
@@ -173,3 +186,21 @@ class Config:
         """The query string every connection (identify and resume) uses."""
         q = f"?v={API_VERSION}&encoding=json"
         return q + f"&compress={self.compression}" if self.compression else q
+
+
+_NO_MODELS: Mapping[EventType, type[Any]] = MappingProxyType({})
+
+
+def _check_models(models: object) -> Mapping[EventType, type[Any]]:
+    """``Config.models`` validated and frozen; msgspec is imported only when it names a
+    model (the library works without it).
+    """
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a mapping, not {type(models).__name__}")
+    if not models:
+        return _NO_MODELS
+    try:
+        from .models import check_models
+    except ImportError as exc:
+        raise ImportError("Config.models needs msgspec: pip install 'gateway[msgspec]'") from exc
+    return check_models(models)

@@ -98,6 +98,15 @@ def _size(items: Iterable[_Ready]) -> int:
     return total
 
 
+def _decoders(config: Config) -> dict[str, Callable[[bytes], Any]] | None:
+    """The typed decoders of ``Config.models`` (None: none, and msgspec is not imported)."""
+    if not config.models:
+        return None
+    from .models import decoders
+
+    return decoders(config.models)
+
+
 class Shard:
     """One gateway session: identify or resume, heartbeat, reconnect, deliver events.
 
@@ -141,7 +150,9 @@ class Shard:
         self._config = config
         self._rng = rng
         self._protocol = ShardProtocol(shard_id, config, rng=rng)
-        self._dispatcher = Dispatcher(self._protocol.dispatch_table, codec.fast_loads, Event)
+        self._dispatcher = Dispatcher(
+            self._protocol.dispatch_table, codec.fast_loads, Event, _decoders(config)
+        )
         self._decode_event = self._dispatcher.event
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None

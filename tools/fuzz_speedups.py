@@ -19,7 +19,8 @@ errors (type and text) or state afterwards:
   frame reader (mixed twin pairs too), any keep_buffer, with or without a cap on the
   inflated size;
 - ``dispatch``: drain + event() over mutated payloads or zlib-stream frames, with huge
-  numbers, escaped names, tables of several mapping types and any limit.
+  numbers, escaped names, tables of several mapping types and any limit, and with typed
+  decoders (msgspec, when installed) for some names.
 
 With ``--atheris`` each target runs in its own process under libFuzzer (atheris) for its
 share of ``--seconds``, guided by coverage of the instrumented pure twins and helpers
@@ -80,6 +81,18 @@ def load() -> None:
     G.Event = Event
     G.errors = (CompressionError, FrameError, ScanError)
     G.CompressionError = CompressionError
+    G.decoders = None
+    if importlib.util.find_spec("msgspec") is not None:
+        import msgspec
+
+        from gateway.models import decoder
+
+        class Slim(msgspec.Struct):
+            id: int
+            content: str = ""
+
+        # MESSAGE_CREATE typed, GUILD_CREATE left to loads: both paths of a typed event().
+        G.decoders = {"MESSAGE_CREATE": decoder(Slim)}
 
 
 class Divergence(AssertionError):
@@ -350,7 +363,8 @@ def _table(kind: int) -> Any:
 def run_dispatch(twin: Any, frames: list[bytes], limit: int, compressed: bool, kind: int) -> Any:
     """Drain as the shard does (the slow path pops what the drain leaves); then event()."""
     table = dict(_table(kind))
-    dispatcher = twin.Dispatcher(table, G.loads, G.Event)
+    typed = kind == 3 and G.decoders is not None
+    dispatcher = twin.Dispatcher(table, G.loads, G.Event, G.decoders if typed else None)
     if kind == 2:
         table.clear()  # a later change to the caller's dict: neither twin sees it
     inflater = twin.ZlibStream(G.decompressobj(), 512) if compressed else None
@@ -380,7 +394,7 @@ def t_dispatch(data: bytes) -> None:
     ctl = inp.byte()
     limit = (1, 2, 3, 64, 2**63, 0)[ctl % 6]
     compressed = bool(ctl & 8)
-    kind = (ctl >> 4) % 3
+    kind = (ctl >> 4) % 4
     rest = inp.rest()
     parts = rest.split(SEP) if compressed else grow_numbers(rest, ctl >> 6).split(SEP)
     results = [run_dispatch(twin, parts, limit, compressed, kind) for twin in (CY, PY)]

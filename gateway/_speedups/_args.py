@@ -14,7 +14,8 @@ inputs with the same exception types and messages. What each entry point accepts
   size, however large.
 - ``Dispatcher.drain``: ``frames``, ``payloads``, ``ready`` are ``collections.deque``;
   ``limit`` is an int (any size; <= 0 takes nothing).
-- ``Dispatcher(table)``: a mapping of ``str`` names, copied (see :func:`frozen_table`).
+- ``Dispatcher(table)``: a mapping of ``str`` names, copied (see :func:`frozen_table`);
+  ``Dispatcher(decoders=...)``: None or a mapping of ``str`` names to callables, copied.
 - An inflater's ``feed`` returns bytes-like or None; bytes-like output is copied to bytes,
   anything else is a :class:`CompressionError` (reading stops as on corrupt data).
 """
@@ -27,7 +28,7 @@ from typing import Any
 
 from ._errors import CompressionError
 
-__all__ = ["bytes_like", "frozen_table", "inflated", "index", "not_bytes", "size"]
+__all__ = ["bytes_like", "decoders", "frozen_table", "inflated", "index", "not_bytes", "size"]
 
 
 def not_bytes(name: str, value: object) -> TypeError:
@@ -79,6 +80,21 @@ def inflated(out: object) -> bytes:
 # while its entry exists, and no user __eq__/__hash__ runs (1 and True stay apart).
 _FROZEN: dict[tuple[tuple[str, int], ...], dict[str, Any]] = {}
 _FROZEN_MAX = 64
+
+
+def decoders(decoders: object) -> dict[str, Any]:
+    """A private copy of a Dispatcher's typed decoders: ``str`` keys (as for the table),
+    callable values.
+    """
+    if not isinstance(decoders, Mapping):
+        raise TypeError(f"decoders must be a mapping, not {type(decoders).__name__}")
+    copy = dict(decoders)
+    for key, value in copy.items():
+        if type(key) is not str:
+            raise TypeError(f"decoders keys must be str, not {type(key).__name__}")
+        if not callable(value):
+            raise TypeError(f"decoders[{key!r}] must be callable")
+    return copy
 
 
 def frozen_table(table: object) -> dict[str, Any]:

@@ -54,17 +54,19 @@ cdef class Dispatcher:
     cdef dict _table  # private copy: nobody can change it under _last_name's cache
     cdef object _loads
     cdef object _event
+    cdef dict _decoders  # name -> typed decoder (payload -> envelope with .d); None: dicts
     cdef object _last_name  # the previous name (str) and its table entry: most runs repeat it
     cdef object _last_type
     cdef object _seq  # the sequence of the dispatch _take last took
     cdef bint _draining
 
-    def __init__(self, table, loads, event):
+    def __init__(self, table, loads, event, decoders=None):
         if not (isinstance(event, type) and issubclass(event, tuple)):
             raise TypeError("event must be a tuple subclass")
         self._table = _args.frozen_table(table)
         self._loads = loads
         self._event = event
+        self._decoders = None if decoders is None else _args.decoders(decoders)
         self._last_name = None
         self._last_type = None
         self._seq = None
@@ -179,10 +181,15 @@ cdef class Dispatcher:
         duplicate key past the scan's stop would make them differ). Raises ValueError when
         the JSON does not decode, is not a wanted dispatch, or has such a duplicate.
         """
-        cdef PyObject* found
-        cdef object body, name, seq, data
         if type(payload) is not bytes:
             raise _args.not_bytes("payload", payload)
+        if self._decoders is not None:
+            return self._typed_event(payload)
+        return self._dict_event(payload)
+
+    cdef object _dict_event(self, bytes payload):
+        cdef PyObject* found
+        cdef object body, name, seq, data
         body = self._loads(payload)
         if type(body) is not dict:
             raise ValueError("payload is not a JSON object")
@@ -199,6 +206,36 @@ cdef class Dispatcher:
         found = PyDict_GetItem(body, "d")
         data = <object> found if found is not NULL else None
         return _event(self._event, event_type, data, seq, name)
+
+    cdef object _typed_event(self, bytes payload):
+        """:meth:`event` with decoders: ``op``/``s``/``t`` from the scan (the values
+        :meth:`drain` recorded; no decoder reads them, so a duplicate key cannot make the
+        event disagree with the sequence), ``d`` from the name's decoder in one call.
+        """
+        cdef const unsigned char* b = <const unsigned char*> payload
+        cdef Envelope e
+        cdef PyObject* found
+        cdef object name, event_type, seq
+        envelope(b, len(payload), &e)  # ScanError (a ValueError) as for any bad payload
+        if not (e.op_end - e.op_start == 1 and b[e.op_start] == 48):  # not a plain "0"
+            if e.op_start < 0 or span_int(b, e.op_start, e.op_end) != 0:
+                raise ValueError("payload is not a wanted dispatch")
+        if e.s_start < 0 or e.t_start < 0:
+            raise ValueError("payload is not a wanted dispatch")
+        seq = span_int(b, e.s_start, e.s_end)
+        if e.t_escaped:
+            name = _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1)
+            found = PyDict_GetItem(self._table, name)
+            event_type = <object> found if found is not NULL else None
+        else:
+            name = self._name(b, e.t_start, e.t_end)
+            event_type = self._last_type if name is not None else None
+        if event_type is None:
+            raise ValueError("payload is not a wanted dispatch")
+        found = PyDict_GetItem(self._decoders, name)
+        if found is NULL:
+            return self._dict_event(payload)
+        return _event(self._event, event_type, (<object> found)(payload).d, seq, name)
 
     cdef bint _same_envelope(self, bytes payload, dict body, object seq, str name) except -1:
         """Whether the scanned op/s/t of ``payload`` are the decoded ones (in C: the scan

@@ -27,10 +27,10 @@ Items appended to ``ready``:
   ``ShardProtocol.receive`` processed without an event).
 
 The table is copied at construction (both twins see the same names whatever the caller
-does to its mapping later). An inflater that returns something not bytes-like is reported
-like corrupt data (a :class:`CompressionError` at the head of ``payloads``); an inflater
-that calls ``drain`` of the same dispatcher gets a RuntimeError. Argument types: see
-``_args``.
+does to its mapping later), and so is ``decoders``. An inflater that returns something
+not bytes-like is reported like corrupt data (a :class:`CompressionError` at the head of
+``payloads``); an inflater that calls ``drain`` of the same dispatcher gets a
+RuntimeError. Argument types: see ``_args``.
 """
 
 from __future__ import annotations
@@ -51,16 +51,26 @@ class Dispatcher:
     """``table`` maps each plain dispatch name to its event type when wanted, else None
     (a name missing from it takes the slow path); ``loads`` decodes JSON; ``event`` is the
     event class (a tuple subclass of ``(type, data, sequence, name)``).
+
+    ``decoders`` (optional) maps dispatch names to a typed decoder: a callable that takes
+    the whole payload and returns an object whose ``d`` attribute is the event's data (a
+    msgspec ``Envelope[Model]`` decoder, :func:`gateway.models.decoder`); the names it
+    lacks keep ``loads``. None (the default) leaves :meth:`event` exactly as it was.
     """
 
     def __init__(
-        self, table: Mapping[str, Any], loads: Callable[[bytes], Any], event: type[tuple[Any, ...]]
+        self,
+        table: Mapping[str, Any],
+        loads: Callable[[bytes], Any],
+        event: type[tuple[Any, ...]],
+        decoders: Mapping[str, Callable[[bytes], Any]] | None = None,
     ) -> None:
         if not (isinstance(event, type) and issubclass(event, tuple)):
             raise TypeError("event must be a tuple subclass")
         self._table = _args.frozen_table(table)
         self._loads = loads
         self._event = event
+        self._decoders = None if decoders is None else _args.decoders(decoders)
         self._draining = False
 
     @property
@@ -144,6 +154,12 @@ class Dispatcher:
         """
         if type(payload) is not bytes:
             raise _args.not_bytes("payload", payload)
+        decoders = self._decoders
+        if decoders is not None:
+            return self._typed_event(payload, decoders)
+        return self._dict_event(payload)
+
+    def _dict_event(self, payload: bytes) -> tuple[Any, ...]:
         body = self._loads(payload)
         if type(body) is not dict:
             raise ValueError("payload is not a JSON object")
@@ -157,6 +173,22 @@ class Dispatcher:
             # the sequence came from the first. Bad data, not an event of either.
             raise ValueError("payload has a duplicate op, s or t key")
         return tuple.__new__(self._event, (event_type, body.get("d"), seq, name))
+
+    def _typed_event(self, payload: bytes, decoders: dict[str, Any]) -> tuple[Any, ...]:
+        """:meth:`event` with decoders: ``op``/``s``/``t`` from the scan (the values
+        :meth:`drain` recorded; no decoder reads them, so a duplicate key cannot make the
+        event disagree with the sequence), ``d`` from the name's decoder in one call.
+        """
+        op, seq, name = scan(payload)  # ScanError (a ValueError) for a payload that does not scan
+        if op != 0 or seq is None or name is None:
+            raise ValueError("payload is not a wanted dispatch")
+        event_type = self._table.get(name)
+        if event_type is None:
+            raise ValueError("payload is not a wanted dispatch")
+        decode = decoders.get(name)
+        if decode is None:
+            return self._dict_event(payload)
+        return tuple.__new__(self._event, (event_type, decode(payload).d, seq, name))
 
     def _take(self, payload: bytes, append: Callable[[Any], None]) -> int | None:
         """Append the item of a plain dispatch and return its sequence; None otherwise."""
