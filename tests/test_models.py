@@ -182,8 +182,25 @@ def test_event_types_without_a_model_keep_the_dict(speedups: SimpleNamespace) ->
         b'{"t":"MESSAGE_CREATE","s":3,"op":0,"d":{"id":"1",',
         b'{"t":"MESSAGE_CREATE","s":3,"op":1,"d":{}}',
         b'{"t":"READY","s":3,"op":0,"d":{}}',
+        b'{"t":"MESSAGE_CREATE","s":3,"op":0,"d":{"id":"1","channel_id":"2","content":"","x":'
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}}",
+        b'{"t":"MESSAGE_CREATE","s":3,"op":0,"d":{"id":"1","channel_id":"2","content":"\\ud800"}}',
+        b'{"t":"MESSAGE_CREATE","s":3,"op":0,"d":{"id":"1","channel_id":"2","content":NaN}}',
     ],
-    ids=["bad-snowflake", "missing-field", "wrong-shape", "no-d", "truncated", "op1", "ready"],
+    ids=[
+        "bad-snowflake",
+        "missing-field",
+        "wrong-shape",
+        "no-d",
+        "truncated",
+        "op1",
+        "ready",
+        "deep-nesting",
+        "lone-surrogate",
+        "nan",
+    ],
 )
 def test_a_payload_that_does_not_fit_its_model_is_a_value_error(
     payload: bytes, speedups: SimpleNamespace

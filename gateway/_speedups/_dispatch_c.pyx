@@ -215,7 +215,7 @@ cdef class Dispatcher:
         cdef const unsigned char* b = <const unsigned char*> payload
         cdef Envelope e
         cdef PyObject* found
-        cdef object name, event_type, seq
+        cdef object name, event_type, seq, data
         envelope(b, len(payload), &e)  # ScanError (a ValueError) as for any bad payload
         if not (e.op_end - e.op_start == 1 and b[e.op_start] == 48):  # not a plain "0"
             if e.op_start < 0 or span_int(b, e.op_start, e.op_end) != 0:
@@ -235,7 +235,11 @@ cdef class Dispatcher:
         found = PyDict_GetItem(self._decoders, name)
         if found is NULL:
             return self._dict_event(payload)
-        return _event(self._event, event_type, (<object> found)(payload).d, seq, name)
+        try:
+            data = (<object> found)(payload).d
+        except RecursionError:  # msgspec's depth limit: bad data like any other, a ValueError
+            raise ValueError("payload nests too deeply") from None
+        return _event(self._event, event_type, data, seq, name)
 
     cdef bint _same_envelope(self, bytes payload, dict body, object seq, str name) except -1:
         """Whether the scanned op/s/t of ``payload`` are the decoded ones (in C: the scan

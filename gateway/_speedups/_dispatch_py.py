@@ -188,7 +188,11 @@ class Dispatcher:
         decode = decoders.get(name)
         if decode is None:
             return self._dict_event(payload)
-        return tuple.__new__(self._event, (event_type, decode(payload).d, seq, name))
+        try:
+            data = decode(payload).d
+        except RecursionError:  # msgspec's depth limit: bad data like any other, a ValueError
+            raise ValueError("payload nests too deeply") from None
+        return tuple.__new__(self._event, (event_type, data, seq, name))
 
     def _take(self, payload: bytes, append: Callable[[Any], None]) -> int | None:
         """Append the item of a plain dispatch and return its sequence; None otherwise."""
