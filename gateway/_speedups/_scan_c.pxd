@@ -8,4 +8,5 @@ cdef struct Envelope:
 
 cdef int envelope(const unsigned char* b, Py_ssize_t n, Envelope* e) except -1
 cdef object span_int(const unsigned char* b, Py_ssize_t start, Py_ssize_t end)
+cdef object span_seq(const unsigned char* b, Py_ssize_t start, Py_ssize_t end)
 cdef object _name_of(bytes quoted, bint escaped, Py_ssize_t pos)

@@ -134,8 +134,19 @@ def scan(data):
     b = <const unsigned char*> raw
     envelope(b, len(raw), &e)
     op = span_int(b, e.op_start, e.op_end)
-    seq = span_int(b, e.s_start, e.s_end)
+    seq = span_seq(b, e.s_start, e.s_end)
     return op, seq, _name(raw, b, &e)
+
+
+cdef object span_seq(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
+    """:func:`span_int` for ``s``, which must lie in [0, 2**63) as in the pure twin (only a
+    sign or 19+ digits can be outside): ScanError "sequence out of range".
+    """
+    seq = span_int(b, start, end)
+    if start >= 0 and (b[start] == 45 or end - start > 18):
+        if not 0 <= seq < 2**63:
+            raise ScanError("sequence out of range", start)
+    return seq
 
 
 cdef object _name(bytes data, const unsigned char* b, Envelope* e):

@@ -33,7 +33,8 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
     Keys may come in any order and may be missing (``None``). Raises :class:`ScanError`
     when the text is not a JSON object, when ``op``/``s``/``t`` have the wrong type, or when
     an integer has more digits than ``int()`` converts (``sys.get_int_max_str_digits``).
-    Integers are converted after the walk, ``op`` then ``s``, as the compiled twin does.
+    Integers are converted after the walk, ``op`` then ``s``, as the compiled twin does;
+    ``s`` outside [0, 2**63) is a ScanError ("sequence out of range").
 
     A second ``op``, ``s`` or ``t`` among the keys read is a :class:`ScanError` ("duplicate
     key"): the JSON decoders keep the last of duplicate keys, the scan would keep the first,
@@ -47,17 +48,27 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
     if fast is not None:
         t, s, o = fast.groups()
         try:
-            return int(o), None if s is None else int(s), None if t is None else t.decode()
+            op, seq = int(o), None if s is None else int(s)
         except ValueError:  # past the digit limit: the ScanError the compiled twin raises
             _int(o, fast.start(3))
             _int(s, fast.start(2))
             raise
-    op, seq, name = _walk(data)
-    return (
-        None if op is None else _int(*op),
-        None if seq is None else _int(*seq),
-        name,
-    )
+        if seq is not None and seq >= MAX_SEQUENCE:
+            raise ScanError("sequence out of range", fast.start(2))
+        return op, seq, None if t is None else t.decode()
+    op_span, seq_span, name = _walk(data)
+    op = None if op_span is None else _int(*op_span)
+    if seq_span is None:
+        return op, None, name
+    seq = _int(*seq_span)
+    if not 0 <= seq < MAX_SEQUENCE:
+        raise ScanError("sequence out of range", seq_span[1])
+    return op, seq, name
+
+
+#: ``s`` must be in [0, 2**63): a sequence beyond what any encoder writes back in RESUME
+#: or a heartbeat (orjson: 64-bit) would wedge the shard, and Discord's never comes near.
+MAX_SEQUENCE = 2**63
 
 
 def _int(digits: bytes, pos: int) -> int:
