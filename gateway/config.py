@@ -65,7 +65,8 @@ class Config:
 
     Limits and timing (all have defaults meant for production):
 
-    - ``max_message_size``: the largest websocket message accepted (bytes; 64 MiB), and
+    - ``max_message_size``: the largest websocket message accepted (bytes; 64 MiB), also
+      the most compressed bytes one zlib-stream payload may span before its end, and
       ``max_inflated_size``: the largest payload one message may inflate to (256 MiB; a
       decompression bomb). Exceeding either is a typed error and a reconnect. None: no limit.
     - ``read_high_water``: bytes of received payloads the shard holds for a consumer that

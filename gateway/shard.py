@@ -361,8 +361,10 @@ class Shard:
             conn.abort()  # swallow a cancellation that arrives as the connect completes)
             return False
         self._conn = conn
-        self._inflater = compression_module.create(
-            self._config.compression, self._config.max_inflated_size
+        self._inflater = compression_module.create(  # max_message_size also caps the
+            self._config.compression,  # compressed bytes of one zlib-stream payload
+            self._config.max_inflated_size,
+            self._config.max_message_size or 0,
         )
         self._payloads.clear()
         self._ended = loop.create_future()
@@ -823,12 +825,15 @@ class Shard:
         return payload, event
 
     def _fail(self, kind: ReceiveMessageErrorKind, exc: Exception, code: int = 4000) -> NoReturn:
-        """Bad data: close (keeping the session), reconnect and resume; tell the caller."""
+        """Bad data: close with ``code`` (keeping the session), reconnect and resume; tell the
+        caller (a framing error's ``close_code`` is the one the shard closed with).
+        """
         log.warning("shard %s: %s error (%s); reconnecting", self._id, kind.value, exc)
         self._protocol.fail(CloseFrame(code, f"{kind.value} error"))
         if self._loop is not None:
             self._after(self._loop.time())
-        raise ReceiveMessageError(kind, f"{kind.value} error: {exc}") from exc
+        close_code = code if isinstance(exc, FrameError) else None
+        raise ReceiveMessageError(kind, f"{kind.value} error: {exc}", close_code) from exc
 
     # ---- sessions in a store --------------------------------------------------------------
 
