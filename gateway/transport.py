@@ -239,7 +239,7 @@ class Connection(asyncio.Protocol):
         ``read_interval`` > 0: once open, read the socket in batches every that many
         seconds (see :mod:`gateway.poller`); 0 reads as data arrives.
         ``max_outbound`` and ``drain_timeout`` bound what a peer that stops reading can make
-        us hold (see :data:`MAX_OUTBOUND`, :data:`DRAIN_TIMEOUT`).
+        us hold (see ``MAX_OUTBOUND``, ``DRAIN_TIMEOUT``).
         """
         if max_outbound <= 0 or not drain_timeout > 0:
             raise ValueError("max_outbound and drain_timeout must be positive")
