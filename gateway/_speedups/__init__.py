@@ -76,7 +76,9 @@ def _load_compiled() -> SimpleNamespace | None:
             raise ImportError(
                 "GATEWAY_REQUIRE_EXTENSIONS=1 but the compiled speedups are not importable "
                 f"({exc}); reinstall with a C compiler: pip install --force-reinstall "
-                "--no-binary gateway 'gateway[fast]'"
+                "--no-binary gateway 'gateway[fast]'. In a source checkout, `python -m "
+                "pytest` imports the checkout before the installed build: run `pytest`, or "
+                "build in place (python setup.py build_ext --inplace)"
             ) from exc
         return None
     return compiled
