@@ -405,7 +405,7 @@ class ShardProtocol:
 
     def record_sequence(self, seq: int | None) -> None:
         """The receive pipeline took a run of plain dispatches itself (a compiled batch):
-        the last sequence among them, or None. The sequence never moves back
+        the highest sequence among them, or None. The sequence never moves back
         (protocol.md 12): a lower one is a server anomaly, logged.
         """
         if seq is not None:

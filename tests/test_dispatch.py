@@ -105,6 +105,13 @@ def test_the_last_sequence_of_a_run_is_returned(speedups: SimpleNamespace) -> No
     assert [step[2] for step in trace if step[0] == "drained"] == [3, 5, None]
 
 
+def test_a_stale_sequence_never_lowers_what_a_run_returns(speedups: SimpleNamespace) -> None:
+    """s = 2..9 then a stale 6 in one run: 9, or the next RESUME would replay 7-9 (issue 21)."""
+    frames = [dispatch("MESSAGE_CREATE", n) for n in [*range(2, 10), 6]]
+    trace = run(speedups, frames, 64, False)
+    assert [step[2] for step in trace if step[0] == "drained"] == [9, None]
+
+
 def test_errors_stay_in_place(speedups: SimpleNamespace) -> None:
     error = FrameError("masked frame from the server", 1002)
     trace = run(speedups, [dispatch("MESSAGE_CREATE", 1), error, dispatch("MESSAGE_CREATE", 2)],

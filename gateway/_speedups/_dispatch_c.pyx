@@ -17,7 +17,7 @@ from types import MappingProxyType
 from . import _args
 from ._errors import CompressionError
 from ._inflate_c cimport ZlibStream
-from ._scan_c cimport Envelope, _name_of, envelope, span_int
+from ._scan_c cimport Envelope, _name_of, envelope, span_int, span_seq
 from ._scan_c import scan as _scan
 
 __all__ = ["Dispatcher"]
@@ -139,7 +139,8 @@ cdef class Dispatcher:
                 break
             if held:
                 payloads.popleft()
-            last = self._seq
+            if last is None or self._seq > last:  # the highest: a stale s never wins
+                last = self._seq
             count += 1
         return count, last
 
@@ -158,7 +159,7 @@ cdef class Dispatcher:
                     return False
             if e.s_start < 0 or e.t_start < 0:
                 return False
-            seq = span_int(b, e.s_start, e.s_end)  # ScanError past the digit limit
+            seq = span_seq(b, e.s_start, e.s_end)  # ScanError past the limits
             if e.t_escaped:  # rare; envelope() already checked the escapes
                 name = _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1)
                 found = PyDict_GetItem(self._table, name)

@@ -3,7 +3,7 @@
 A shard spends almost all its time on plain dispatches (op 0, a known name other than
 READY/RESUMED). :meth:`Dispatcher.drain` takes a run of them in one call, from the
 connection's frames to the shard's ready queue: inflate each frame (zlib-stream), scan the
-envelope and record the last sequence. :meth:`Dispatcher.event` decodes a wanted one into
+envelope and record the highest sequence. :meth:`Dispatcher.event` decodes a wanted one into
 an :class:`~gateway.Event` when the user takes it.
 
 Measured, both choices matter on ~1 KB events: inflating here, a batch at a time, rather
@@ -88,7 +88,7 @@ class Dispatcher:
     ) -> tuple[int, int | None]:
         """Move up to ``limit`` plain dispatches to ``ready``: first those waiting in
         ``payloads`` (inflated), then from ``frames`` through ``inflater`` (None: frames are
-        payloads). Returns how many moved and the last sequence among them (or None).
+        payloads). Returns how many moved and the highest sequence among them (or None).
         """
         if type(frames) is not deque or type(payloads) is not deque or type(ready) is not deque:
             raise TypeError("frames, payloads and ready must be collections.deque")
@@ -141,7 +141,8 @@ class Dispatcher:
                 break
             if held:
                 payloads.popleft()
-            last = seq
+            if last is None or seq > last:  # the highest: a stale s never wins
+                last = seq
             count += 1
         return count, last
 
