@@ -39,6 +39,11 @@ html_title = f"gateway {release}"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
+# Shown as their names, not expanded (a bare ``type`` is ambiguous: models have ``type`` fields).
+autodoc_type_aliases = {
+    "StructType": "gateway.models.StructType",
+    "Models": "gateway.models.Models",
+}
 autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_preserve_defaults = True
 
@@ -53,7 +58,7 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(asyncio|ssl|ssl_module|collections|collections\.abc|typing|typing_extensions|enum"
-        r"|types|dataclasses|http|websockets|logging|contextlib|redis|selectors)(\..*)?",
+        r"|types|dataclasses|http|websockets|logging|contextlib|redis|selectors|msgspec)(\..*)?",
     ),
     (
         r"py:.*",

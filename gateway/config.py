@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ class Config:
     loop_watchdog: float | None = 10.0
     session_store: SessionStore | None = None
     session_save_interval: float = 5.0
-    models: Mapping[EventType, type[Any]] = field(default_factory=dict)
+    # builtins.type: a bare ``type`` is ambiguous in the docs (models have ``type`` fields).
+    models: Mapping[EventType, builtins.type[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", normalize_token(self.token))
@@ -192,7 +194,7 @@ class Config:
 _NO_MODELS: Mapping[EventType, type[Any]] = MappingProxyType({})
 
 
-def _check_models(models: object) -> Mapping[EventType, type[Any]]:
+def _check_models(models: object) -> Mapping[EventType, builtins.type[Any]]:
     """``Config.models`` validated and frozen; msgspec is imported only when it names a
     model (the library works without it).
     """

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -104,7 +104,9 @@ __all__ = [
     "Role",
     "RoleColors",
     "RoleTags",
+    "Models",
     "Snowflake",
+    "StructType",
     "SoundboardSound",
     "StageInstance",
     "Sticker",
@@ -125,6 +127,14 @@ __all__ = [
 Snowflake = int
 #: An ISO 8601 timestamp string, e.g. ``"2017-07-11T17:27:07.299000+00:00"``.
 Timestamp = str
+
+
+#: A model: a :class:`msgspec.Struct` subclass (the values of ``Config.models``). An alias
+#: so that the documentation does not show a bare ``type``, which the models' own ``type``
+#: fields make ambiguous there.
+StructType: TypeAlias = type[msgspec.Struct]
+#: What ``Config.models`` holds: a model per event type (an alias, for the same reason).
+Models: TypeAlias = Mapping[EventType, StructType]
 
 
 class _Model(msgspec.Struct, kw_only=True, frozen=True, gc=False):
@@ -885,7 +895,7 @@ MessageUpdate = MessageCreate
 
 #: Every shipped model by event type: ``Config(models=DEFAULT)``, or merge your own into it
 #: (``{**DEFAULT, EventType.MESSAGE_CREATE: MyMessage}``).
-DEFAULT: Mapping[EventType, type[msgspec.Struct]] = MappingProxyType(
+DEFAULT: Models = MappingProxyType(
     {
         EventType.RATE_LIMITED: RateLimited,
         EventType.GUILD_CREATE: GuildCreate,
@@ -932,7 +942,7 @@ _MODEL_TYPES = frozenset(
 ) - {EventType.UNKNOWN}
 
 
-def decoder(model: type[Any]) -> Callable[[bytes], Envelope[Any]]:
+def decoder(model: StructType) -> Callable[[bytes], Envelope[Any]]:
     """The decode function of dispatches whose ``d`` is ``model``: it returns the
     :class:`Envelope` (``.d`` is the model). One per model, cached (a process with a
     thousand shards builds each once; at most :data:`_DECODERS_MAX` models, then the cache
@@ -951,7 +961,7 @@ _DECODERS: dict[type[Any], Callable[[bytes], Envelope[Any]]] = {}
 _DECODERS_MAX = 1024
 
 
-def check_models(models: object) -> Mapping[EventType, type[msgspec.Struct]]:
+def check_models(models: object) -> Models:
     """``models`` validated, as a read-only copy (for :class:`~gateway.Config`).
 
     Keys must be dispatch :class:`~gateway.EventType` members other than READY, RESUMED and
@@ -972,11 +982,17 @@ def check_models(models: object) -> Mapping[EventType, type[msgspec.Struct]]:
             )
         if not (isinstance(model, type) and issubclass(model, msgspec.Struct)):
             raise TypeError(f"models[{event_type.name}] must be a msgspec.Struct subclass")
-        decoder(model)
+        try:
+            decoder(model)
+        except (TypeError, NameError) as exc:  # NameError: an annotation it cannot resolve
+            raise TypeError(
+                f"models[{event_type.name}]: msgspec cannot decode into {model.__qualname__} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         checked[event_type] = model
     return MappingProxyType(checked)
 
 
-def decoders(models: Mapping[EventType, type[Any]]) -> dict[str, Callable[[bytes], Any]]:
+def decoders(models: Models) -> dict[str, Callable[[bytes], Any]]:
     """The dispatcher's decoder table: dispatch name -> :func:`decoder` of its model."""
     return {event_type.value: decoder(model) for event_type, model in models.items()}

@@ -65,6 +65,16 @@ def test_event_filtering_example() -> None:
     assert int(last[1]) > 6
 
 
+def test_typed_events_example() -> None:
+    out = ok("typed_events.py")
+    assert out[0] == "ready (dict: READY is the protocol's own)"
+    assert [line for line in out if line.startswith("guild ")] == [
+        "guild Discord Testers: 3 channels"
+    ] * 2  # GUILD_CREATE decoded into the shipped model
+    messages = [line for line in out if line.startswith("Mason in ")]
+    assert len(messages) == 3 and all(": message " in line for line in messages)
+
+
 def test_request_members_example() -> None:
     out = ok("request_members.py")
     assert len(out) == 3

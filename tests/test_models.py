@@ -259,6 +259,17 @@ def test_config_models_is_validated_and_frozen() -> None:
             Config(TOKEN, models={event_type: SlimMessage})
 
 
+def test_config_names_a_model_msgspec_cannot_decode_into() -> None:
+    class Local(msgspec.Struct):
+        id: int
+
+    class Outer(msgspec.Struct):  # postponed annotations: "Local" cannot be resolved
+        inner: Local
+
+    with pytest.raises(TypeError, match="msgspec cannot decode into"):
+        Config(TOKEN, models={EventType.MESSAGE_CREATE: Outer})
+
+
 def test_without_models_msgspec_is_never_imported() -> None:
     code = (
         "import sys\n"

@@ -1,6 +1,6 @@
 """One shard, four clients, one table: gateway (Cython), gateway (pure), hikari, discord.py.
 
-    pip install '.[fast,bench]' && python tools/bench_peers.py [--events 200000]
+    pip install '.[fast,bench]' && python tools/bench_peers.py [--events 200000] [--models]
 
 The emulator runs in its own process and streams the same seeded corpus to each client in
 turn (firehose mode: pre-built zlib-stream frames, faster than any client reads). Each
@@ -9,6 +9,11 @@ client runs in a fresh process. Scenarios: ``messages`` (~1 KB MESSAGE_CREATEs) 
 from the first traffic event to the last, CPU seconds of the client process, peak RSS, and
 the ratio of events/s to hikari's; each row is the faster of two runs. A peer that is not
 installed is listed as such.
+
+``--models`` adds two rows: our Cython shard with typed events (issue 22), ``+ slim
+Struct`` (MESSAGE_CREATE decoded into a Struct of the five fields a bot reads, every other
+event a dict) and ``+ full models`` (``Config(models=gateway.models.DEFAULT)``: every
+shipped model). Needs msgspec.
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
     flags = EventTypeFlags.ALL if wanted == "all" else (
         EventTypeFlags.parse(wanted) | EventTypeFlags.GATEWAY_HEARTBEAT_ACK)  # fmt: skip
     config = Config(TOKEN, Intents(INTENTS), gateway_url=url, queue=InMemoryQueue(0),
-                    event_types=flags | EventTypeFlags.READY)  # fmt: skip
+                    event_types=flags | EventTypeFlags.READY,
+                    models=_models(os.environ.get("BENCH_MODELS", "")))  # fmt: skip
     shard = Shard(ShardId(0, 1), config=config)
     meter = Meter(total)
     if wanted == "all":
@@ -101,6 +107,36 @@ async def ours(url: str, total: int, wanted: str) -> dict[str, Any]:
     assert last is not None
     return {"events": last_seq - start_seq, "events_per_s": (last_seq - start_seq) / last[0],
             "cpu_s": last[1], "peak_rss_mib": peak_rss() / 2**20}  # fmt: skip
+
+
+def _models(choice: str) -> Any:
+    """``Config.models`` for ``--models`` rows: none, a slim MESSAGE_CREATE, or all shipped."""
+    if not choice:
+        return {}
+    from gateway import EventType, models
+
+    if choice == "full":
+        return models.DEFAULT
+    return {EventType.MESSAGE_CREATE: SlimMessage}
+
+
+try:  # the --models rows' slim Struct (module level: msgspec resolves its annotations here)
+    import msgspec
+
+    class SlimAuthor(msgspec.Struct, gc=False):
+        id: int
+
+    class SlimMessage(msgspec.Struct, gc=False):
+        """The five fields a bot reads of a MESSAGE_CREATE."""
+
+        id: int
+        channel_id: int
+        author: SlimAuthor
+        content: str
+        guild_id: int | None = None
+
+except ImportError:  # without msgspec, only --models needs it
+    pass
 
 
 async def hikari_worker(url: str, total: int) -> dict[str, Any]:
@@ -232,9 +268,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
+    parser.add_argument("--models", action="store_true", help="add typed-event rows (msgspec)")
     args = parser.parse_args()
     started = time.perf_counter()
-    run(args.scenario or list(SCENARIOS), args.events, PEERS)
+    extra = [
+        ("gateway (Cython) + slim Struct", "ours", {"BENCH_MODELS": "slim"}, "all"),
+        ("gateway (Cython) + full models", "ours", {"BENCH_MODELS": "full"}, "all"),
+    ]
+    run(args.scenario or list(SCENARIOS), args.events, PEERS, extra if args.models else [])
     print(f"(took {time.perf_counter() - started:.0f} s)")
 
 
