@@ -83,6 +83,18 @@ def test_bench_decode_runs_small() -> None:
     assert "limit: inflate + JSON decode" in done.stdout and "pipeline (python)" in done.stdout
 
 
+def test_bench_models_runs_small() -> None:
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / "bench_models.py"), "--seconds", "0", "--repeat", "1",
+         "--no-large"],
+        capture_output=True, text=True, timeout=120, env=child_env()[0],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for row in ("orjson.loads", "full model", "slim Struct", "event(): slim"):
+        assert row in done.stdout
+    assert "GUILD_CREATE: full model" in done.stdout
+
+
 def test_bench_stream_measures_idle_memory_over_wss() -> None:
     done = subprocess.run(
         [sys.executable, str(TOOLS / "bench_stream.py"), "--shards", "3", "--tls",

@@ -103,8 +103,10 @@ def _envelope(name: str, seq: int, d: bytes) -> bytes:
     return b'{"t":"%s","s":%d,"op":0,"d":%s}' % (name.encode(), seq, d)
 
 
-def payloads() -> dict[str, tuple[EventType, list[bytes]]]:
-    """32 distinct wire payloads of each kind, as the emulator's corpus makes them."""
+def payloads(large: bool = True) -> dict[str, tuple[EventType, list[bytes]]]:
+    """32 distinct wire payloads of each kind, as the emulator's corpus makes them (and 4
+    large GUILD_CREATEs unless ``large`` is false).
+    """
     guilds = guild_ids(8, seed=0)
     out: dict[str, tuple[EventType, list[bytes]]] = {}
     for label, mix, name in (
@@ -116,6 +118,8 @@ def payloads() -> dict[str, tuple[EventType, list[bytes]]]:
         out[label] = (EventType(name), [_envelope(name, i + 1, d) for i, d in enumerate(found)])
     guild = [json.dumps(guild_payload(g)).encode() for g in guild_ids(32, seed=1)]
     out["GUILD_CREATE"] = (EventType.GUILD_CREATE, [_envelope("GUILD_CREATE", 1, d) for d in guild])
+    if not large:
+        return out
     big = [json.dumps(large_guild(g)).encode() for g in guilds[:4]]
     out["GUILD_CREATE large"] = (
         EventType.GUILD_CREATE,
@@ -167,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=0.2)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--no-large", action="store_true", help="skip the ~400 KB GUILD_CREATE")
     args = parser.parse_args()
     table_all = _dispatch_table(int(EventTypeFlags.ALL))
     found = twins()
@@ -176,7 +181,7 @@ def main() -> None:
     print(f"JSON backend: {backends.JSON}; Dispatcher: {twin_name}; msgspec {msgspec.__version__}")
     rows = []
     verdicts = []
-    for label, (event_type, items) in payloads().items():
+    for label, (event_type, items) in payloads(not args.no_large).items():
         slim, slim_str = SLIM[event_type]
         full = models.DEFAULT[event_type]
         plain = twin.Dispatcher(table_all, codec.fast_loads, Event)
