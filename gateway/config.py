@@ -87,10 +87,13 @@ class Config:
       connection, no HELLO, closed before READY/RESUMED): full jitter in
       ``[0, base * 2**n]`` capped at ``backoff_max`` seconds. READY or RESUMED resets it.
     - ``min_reconnect_interval``: a reconnect the server asked for on a live session (op 7,
-      op 9 true, a close after READY/RESUMED) is not a failure and happens promptly, with a
-      small jitter, but at least this many seconds after the previous attempt (1), so a
-      storm of them cannot make the shard hammer the gateway (protocol.md 5.3).
-    - ``backoff_reset_after``: deprecated and ignored since the backoff resets on READY/RESUMED.
+      op 9 true, a resumable close frame after READY/RESUMED) is not a failure and happens
+      promptly, with a small jitter, but at least this many seconds after the previous
+      attempt (1), so a storm of them cannot make the shard hammer the gateway
+      (protocol.md 5.3).
+    - ``backoff_reset_after``: a connection that reached READY/RESUMED but dropped (no close
+      frame), was judged a zombie or was closed with 4008 within this many seconds (5)
+      counts as a failure (a crashing proxy, a 4008 loop); after it, as a prompt reconnect.
     - ``loop_watchdog``: warn (once per stall, with the loop thread's stack) when the event
       loop has not run for this many seconds (10); None turns the watchdog off.
     - ``session_store``: a :class:`~gateway.session.SessionStore` the shard loads its session from

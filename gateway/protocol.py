@@ -93,6 +93,11 @@ HELLO_INTERVAL_RANGE = (100, 3_600_000)
 #: Jitter of a prompt (server-requested) reconnect, as a share of
 #: ``Config.min_reconnect_interval``.
 PROMPT_JITTER = 0.1
+#: Seconds within which further op 1 requests are answered by the beat already sent: a
+#: server flooding op 1 must not make the shard flood heartbeats (120 payloads / 60 s).
+HEARTBEAT_REQUEST_WINDOW = 1.0
+#: Close code of a client over the send rate limit: resumable, but "after backoff".
+_RATE_LIMITED = 4008
 #: Reconnect backoff cap in seconds (the default of ``Config.backoff_max``).
 MAX_BACKOFF = 128.0
 #: Failed connects to ``resume_gateway_url`` before resuming through ``gateway_url``.
@@ -246,24 +251,21 @@ class ShardProtocol:
             base = self._resume_url
         return base.rstrip("/") + "/" + self.config.query()
 
-    def backoff(self, now: float | None = None) -> float:
+    def backoff(self, now: float) -> float:
         """Seconds to wait before the next connection attempt (protocol.md 5.3).
 
         After attempts that failed (no connection, no HELLO, closed before READY/RESUMED):
         "full jitter", uniform in [0, base * 2**n] capped, so shards do not retry in
         lockstep. Otherwise (the first connection, or a reconnect the server asked for on
         a live session: op 7, op 9 true, a close after READY/RESUMED) promptly: a small
-        jitter, but at least ``Config.min_reconnect_interval`` after the previous attempt
-        (``now`` given), so a storm of op 7 cannot make the shard hammer the gateway.
+        jitter, but at least ``Config.min_reconnect_interval`` after the previous attempt,
+        so a storm of op 7 cannot make the shard hammer the gateway.
         """
         if self.reconnect_attempts == 0:
             if self._last_attempt is None:
                 return 0.0
             floor = self.config.min_reconnect_interval
-            wait = floor * PROMPT_JITTER * self._rng()
-            if now is not None:
-                wait = max(wait, self._last_attempt + floor - now)
-            return wait
+            return max(floor * PROMPT_JITTER * self._rng(), self._last_attempt + floor - now)
         cap = min(
             self.config.backoff_max,
             self.config.backoff_base * 2.0 ** min(self.reconnect_attempts - 1, 32),
@@ -292,6 +294,7 @@ class ShardProtocol:
         self._priority: list[str] = []
         self._limiter: CommandRatelimiter | None = None
         self._identify_sent = False
+        self._last_request: float | None = None  # the last op 1 answered
         # READY or RESUMED must come by then after IDENTIFY/RESUME (None: not waiting);
         # the sequence when it was set tells a slow replay (progress) from a silent server.
         self._ready_deadline: float | None = None
@@ -314,7 +317,7 @@ class ShardProtocol:
         (carrying that frame) and what to do next.
         """
         requested = self.close_request
-        was_active = self._active_since is not None
+        active_since = self._active_since
         on_resume_url = self._on_resume_url
         self._reset_connection()
         self._active_since = None
@@ -329,17 +332,32 @@ class ShardProtocol:
             return event, NextAction.STOP
         if requested is None and invalidates_session(code):
             self._clear_session()
-        if was_active or requested in _SERVER_ASKED:
+        if self._prompt(active_since, requested, code, now):
             # Not a failure (protocol.md 5.3): reconnect promptly, above the floor.
             self.reconnect_attempts = 0
         else:
-            # Failed before READY/RESUMED (no HELLO, closed, silent): back off further, and
-            # a resume URL that keeps failing (even one that never says HELLO) is left.
+            # Failed (before READY/RESUMED, or a drop or 4008 soon after it): back off
+            # further, and a resume URL that keeps failing (even one that never says
+            # HELLO) is left.
             self.reconnect_attempts += 1
             if on_resume_url and self._session_id:
                 self._resume_url_failures += 1
         self._move("closed")
         return event, NextAction.RESUME if self._session_id else NextAction.IDENTIFY
+
+    def _prompt(
+        self, active_since: float | None, requested: CloseFrame | None, code: int | None, now: float
+    ) -> bool:
+        """Whether a connection that ended reconnects promptly (protocol.md 5.3): it reached
+        READY/RESUMED and either lived ``Config.backoff_reset_after`` seconds, or the server
+        asked (op 7, op 9 true, or a resumable close frame other than 4008, which asks for a
+        backoff). A drop or a zombie soon after READY (a crashing proxy) backs off.
+        """
+        if active_since is None:
+            return False
+        if now - active_since >= self.config.backoff_reset_after or requested in _SERVER_ASKED:
+            return True
+        return requested is None and code is not None and code != _RATE_LIMITED
 
     def connect_failed(self) -> None:
         """Opening a connection failed: back off further (and count a failed resume URL)."""
@@ -379,6 +397,8 @@ class ShardProtocol:
         """
         op, seq, name = scan(payload)
         if op == 0:
+            if self._interval is None:  # no session can exist on this connection yet
+                raise codec.DecodeError("a dispatch before HELLO")
             return self._dispatch(payload, seq, name, now)
         if op == OpCode.HEARTBEAT_ACK:
             self._awaiting_ack = False
@@ -523,6 +543,10 @@ class ShardProtocol:
         """op 1 from the server: beat now, and restart the interval from this beat, so the
         timer never judges a beat whose ACK cannot have arrived yet (protocol.md 3.4).
         """
+        last = self._last_request
+        if last is not None and 0 <= now - last < HEARTBEAT_REQUEST_WINDOW:
+            return  # answered by the beat just sent: a flood of op 1 gets one beat a second
+        self._last_request = now
         self._queue_heartbeat(now)
         if self._interval is not None:
             self._next_beat = now + self._interval

@@ -25,10 +25,10 @@ class CommandRatelimiter:
         self.limit = limit
         self.window = window
         #: Slots kept for heartbeats: every beat of one window, plus one for an op 1 request,
-        #: but at most half the limit: beats faster than every 0.5 s (test servers) would
-        #: otherwise reserve more than the whole window and leave commands no slot at all.
+        #: at most the whole window but one. Beats faster than every 0.5 s (test servers)
+        #: fill the window by themselves: commands then wait, and nothing raises.
         beats = math.ceil(window / heartbeat_interval) + 1 if heartbeat_interval > 0 else 1
-        self.reserve = min(beats, limit // 2)
+        self.reserve = min(beats, limit - 1)
 
     def _prune(self, now: float) -> None:
         sent = self._sent

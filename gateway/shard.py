@@ -65,6 +65,8 @@ _QUEUE_RETRY = (1.0, 60.0)
 _MIN_RETRY = 0.05
 #: The least TCP_USER_TIMEOUT a paused shard sets (seconds; see Connection.limit_unacked).
 _UNACKED_MIN = 10.0
+#: Seconds close() waits for the driver and the final session save (a store that hangs).
+_FINAL_SAVE_TIMEOUT = 10.0
 #: Seconds after which an unchanged session is saved again (stores expire sessions).
 _RESAVE_UNCHANGED = 60.0
 
@@ -124,10 +126,10 @@ class Shard:
     # cold when events trickle (a slot is a fixed offset, not a dict lookup).
     __slots__ = (
         "__weakref__", "_activations", "_config", "_conn", "_decode_event", "_dispatcher",
-        "_ended", "_fatal_code", "_held", "_id", "_identify_task", "_inflater", "_last_save",
-        "_listener", "_loop", "_paused", "_payloads", "_protocol", "_raw_payloads", "_ready",
-        "_rng", "_save_task", "_save_timer", "_saved", "_soon", "_task", "_timer", "_timer_at",
-        "_waiter",
+        "_ended", "_fatal_code", "_held", "_held_at_open", "_id", "_identify_task",
+        "_inflater", "_last_save", "_listener", "_loop", "_paused", "_payloads", "_protocol",
+        "_raw_payloads", "_ready", "_rng", "_save_task", "_save_timer", "_saved", "_soon",
+        "_task", "_timer", "_timer_at", "_waiter",
     )  # fmt: skip
 
     def __init__(
@@ -168,6 +170,7 @@ class Shard:
         # its place.
         self._ready: deque[_Ready] = deque()
         self._held = 0  # bytes the shard processed ahead for a consumer that is behind
+        self._held_at_open = 0  # _held when this connection opened (its own share is capped)
         self._paused = False  # reading stopped at the high-water mark
         self._ended: asyncio.Future[None] | None = None  # the connection must end
         self._waiter: asyncio.Future[None] | None = None  # the consumer waits
@@ -276,9 +279,6 @@ class Shard:
         task, self._task = self._task, None
         conn, self._conn = self._conn, None
         self._stop_connection_work()
-        if self._save_timer is not None:
-            self._save_timer.cancel()
-            self._save_timer = None
         if task is not None:
             task.cancel()
         try:
@@ -287,14 +287,25 @@ class Shard:
         finally:  # also when close() itself is cancelled: nothing is left half done
             if conn is not None:
                 conn.abort()
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
-            if self._save_task is not None:  # a cadence save must not land after the final one
-                self._save_task.cancel()
-                await asyncio.gather(self._save_task, return_exceptions=True)
-            await self._store_final(session, frame.ends_session)
+            try:  # bounded: a store that hangs must not hang close()
+                async with asyncio.timeout(_FINAL_SAVE_TIMEOUT):
+                    if task is not None:
+                        await asyncio.gather(task, return_exceptions=True)
+                    await self._stop_saving()  # a cadence save must not land after this one
+                    await self._store_final(session, frame.ends_session)
+            except TimeoutError:
+                log.warning("shard %s: the final session save timed out", self._id)
             self._wake()
         return session
+
+    async def _stop_saving(self) -> None:
+        """Stop the session store's cadence, and wait out a save in flight."""
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
+        if self._save_task is not None:
+            self._save_task.cancel()
+            await asyncio.gather(self._save_task, return_exceptions=True)
 
     async def _run(self) -> None:
         """The shard's life: connect, wait for the connection to end, reconnect."""
@@ -326,12 +337,13 @@ class Shard:
         self._stop_connection_work()
         self._payloads.clear()
         p = self._protocol
-        if p.state in (ShardState.IDENTIFYING, ShardState.RESUMING, ShardState.ACTIVE):
-            try:
-                p.connection_closed(None, loop.time())
-            except Exception:  # pragma: no cover - a second bug must not stop the loop
-                log.exception("shard %s: resetting the protocol failed", self._id)
-        p.connect_failed()
+        if p.state not in (ShardState.IDENTIFYING, ShardState.RESUMING, ShardState.ACTIVE):
+            p.connect_failed()  # the error came before a connection opened
+            return
+        try:  # counts the failure itself (once), like any drop
+            p.connection_closed(None, loop.time())
+        except Exception:  # pragma: no cover - a second bug must not stop the loop
+            log.exception("shard %s: resetting the protocol failed", self._id)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> bool:
         p = self._protocol
@@ -367,6 +379,7 @@ class Shard:
             self._config.max_message_size or 0,
         )
         self._payloads.clear()
+        self._held_at_open = self._held
         self._ended = loop.create_future()
         p.connection_opened(loop.time())
         self._step(loop.time())  # messages may have come with the handshake
@@ -407,6 +420,7 @@ class Shard:
             return True
         if self.state is ShardState.FATALLY_CLOSED:
             self._fatal_code = code
+            await self._stop_saving()  # a cadence save must not revive the deleted session
             await self._store_final(None, True)
         return False
 
@@ -453,10 +467,9 @@ class Shard:
         assert self._loop is not None
         now = self._loop.time()
         p = self._protocol
-        if p.awaiting_ack:
-            # Before calling the connection a zombie, read what was received: the ACK may
-            # wait behind events the consumer has not taken (cheap: nothing is decoded).
-            self._step(now)
+        # Before any verdict (a zombie, no READY), read what was received: the ACK or READY
+        # may wait behind events the consumer has not taken (cheap: nothing is decoded).
+        self._step(now)
         p.on_timer(now)
         self._after(now)
 
@@ -488,8 +501,8 @@ class Shard:
         if p.wants_write:
             self._flush(conn, now)
         if p.activations != self._activations:  # READY or RESUMED: save the session now
-            self._activations = p.activations
-            self._maybe_save(now, force=True)
+            if self._maybe_save(now, force=True):  # else again after the save in flight
+                self._activations = p.activations
         if p.close_request is not None or conn.closed:
             self._resolve_ended()
             return
@@ -683,6 +696,9 @@ class Shard:
             taken, seq = self._dispatcher.drain(
                 frames, payloads, self._ready, BATCH, self._inflater
             )
+            if taken and not self._protocol.heartbeat_interval:
+                self._before_hello(taken, "a dispatch")
+                return True
             if seq is not None:
                 self._protocol.record_sequence(seq)
             plain = bool(taken) and not payloads and (not frames or type(frames[0]) is bytes)
@@ -767,6 +783,9 @@ class Shard:
         while budget > 0 and p.close_request is None:
             start = len(ready)
             taken, seq = drain(frames, payloads, ready, min(budget, BATCH), self._inflater)
+            if taken and not p.heartbeat_interval:
+                self._before_hello(taken, "a dispatch")
+                return True
             if seq is not None:
                 p.record_sequence(seq)
             budget -= taken
@@ -786,11 +805,28 @@ class Shard:
                 break  # nothing left
             if count:
                 self._held += _size(islice(ready, start, None))
-                if self._held >= self._config.read_high_water and p.heartbeat_interval:
-                    moved = self._pause(conn, now) or moved
+                if self._held >= self._config.read_high_water:
+                    if p.heartbeat_interval:
+                        moved = self._pause(conn, now) or moved
+                    elif self._held - self._held_at_open >= self._config.read_high_water:
+                        self._before_hello(0, "too much data")
+                        return True
             if not frames and not payloads:
                 break
         return moved
+
+    def _before_hello(self, taken: int, what: str) -> None:
+        """Bad data before this connection's HELLO: ``taken`` dispatches the drain just
+        queued (no session can exist yet: they are dropped, their sequence unrecorded), or
+        held bytes at the high-water mark (never paused there: HELLO would never be read).
+        Fail the connection; the error takes their place.
+        """
+        for _ in range(taken):
+            self._ready.pop()
+        try:
+            self._fail(ReceiveMessageErrorKind.DESERIALIZING, ValueError(f"{what} before HELLO"))
+        except ReceiveMessageError as exc:
+            self._ready.append(exc)
 
     def _pause(self, conn: Connection, now: float | None) -> bool:
         """Stop reading at the high-water mark (once); whether the protocol was told."""
@@ -863,24 +899,27 @@ class Shard:
         self._save_timer = loop.call_later(self._config.session_save_interval, self._save_tick)
         self._maybe_save(loop.time())
 
-    def _maybe_save(self, now: float, force: bool = False) -> None:
-        """Save the session if due (``force``: right after READY/RESUMED)."""
+    def _maybe_save(self, now: float, force: bool = False) -> bool:
+        """Save the session if due (``force``: right after READY/RESUMED); False when a
+        save in flight kept this one from starting.
+        """
         store = self._config.session_store
         if store is None:
-            return
+            return True
         if not force and now - self._last_save < self._config.session_save_interval:
-            return
+            return True
         if self._save_task is not None and not self._save_task.done():
-            return
+            return False
         session = self.session
         if session is None:
-            return
+            return True
         saved = SavedSession(session, self._protocol.resume_url)
         if saved == self._saved and now - self._last_save < _RESAVE_UNCHANGED:
-            return  # unchanged: re-saved now and then, so a store's TTL does not expire it
+            return True  # unchanged: re-saved now and then, so a store's TTL does not expire it
         self._last_save = now
         assert self._loop is not None
         self._save_task = self._loop.create_task(self._save(saved))
+        return True
 
     async def _save(self, saved: SavedSession) -> None:
         store = self._config.session_store

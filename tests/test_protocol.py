@@ -186,7 +186,7 @@ def test_backoff_is_full_jitter_exponential_and_capped() -> None:
         delays = []
         for _ in range(10):
             p.connect_failed()
-            delays.append(p.backoff())
+            delays.append(p.backoff(0.0))
         assert delays == [scale * d for d in (1, 2, 4, 8, 16, 32, 64, 128, 128, 128)]
 
 
@@ -194,15 +194,12 @@ def test_backoff_resets_only_after_a_connection_that_lived() -> None:
     p = make(rng=1.0, backoff_reset_after=5.0)
     p.connect_failed()
     ready(p, now=0.0)
-    p.connection_closed(4000, 60.0)  # READY at 0, lived a minute: reconnect at once
-    assert p.backoff() == 0
+    p.connection_closed(None, 60.0)  # READY at 0, lived a minute: reconnect at once
+    assert p.backoff(60.0) == 0  # (the first attempt: no floor to keep)
 
 
-def test_closes_after_ready_reconnect_promptly_above_the_floor() -> None:
-    """A 4008 loop (or a crashing proxy): READY, then closed within a second, again and
-    again. Not a failure (protocol.md 5.3): no doubling, but never sooner than
-    min_reconnect_interval after the previous attempt."""
-    p = make(rng=1.0, min_reconnect_interval=1.0)
+def flap(p: ShardProtocol, code: int | None, lived: float = 0.25) -> list[float]:
+    """READY, then the connection ends ``lived`` seconds later, four times; the waits."""
     delays = []
     now = 0.0
     for _ in range(4):
@@ -211,10 +208,31 @@ def test_closes_after_ready_reconnect_promptly_above_the_floor() -> None:
         p.receive(wire(10, {"heartbeat_interval": 10_000}), now)
         p.identify(now)
         p.receive(wire(0, {"session_id": "abc"}, 1, "READY"), now)
-        p.connection_closed(4008, now + 0.25)
-        delays.append(p.backoff(now + 0.25))
+        p.connection_closed(code, now + lived)
+        delays.append(p.backoff(now + lived))
         now += 10
-    assert delays == [0.75] * 4
+    return delays
+
+
+def test_server_closes_after_ready_reconnect_promptly_above_the_floor() -> None:
+    """The server closes (a resumable code) right after READY, again and again: it asked,
+    so no doubling (protocol.md 5.3), but never sooner than min_reconnect_interval after
+    the previous attempt."""
+    p = make(rng=1.0, min_reconnect_interval=1.0)
+    assert flap(p, 4000) == [0.75] * 4
+
+
+@pytest.mark.parametrize("code", [None, 4008])
+def test_drops_and_4008_soon_after_ready_back_off(code: int | None) -> None:
+    """A crashing proxy (drops) or a 4008 loop: READY, then gone within a second, again and
+    again. Each reconnect waits longer (4008 says "resume after backoff")."""
+    p = make(rng=1.0, backoff_reset_after=5.0, min_reconnect_interval=1.0)
+    assert flap(p, code) == [1, 2, 4, 8]
+
+
+def test_a_connection_that_lived_reconnects_promptly_whatever_ended_it() -> None:
+    p = make(rng=1.0, backoff_reset_after=5.0, min_reconnect_interval=1.0)
+    assert flap(p, None, lived=6.0) == [0.1] * 4  # the small jitter only
 
 
 def test_resume_url_falls_back_to_gateway_url_after_failed_connects() -> None:

@@ -135,26 +135,43 @@ def test_hello_interval_at_the_bounds_is_accepted(interval: int) -> None:
 # ---- 15: the command limiter with fast heartbeats ------------------------------------------
 
 
-@pytest.mark.parametrize("interval", [0.1, 0.2, 0.4, 0.5, 41.25])
-def test_rate_limiter_never_raises_and_keeps_a_share_for_commands(interval: float) -> None:
+def worst_window(interval: float, commands: int = 300, seconds: float = 180.0) -> int:
+    """Payloads in the busiest 60 s of a connection that heartbeats every ``interval`` s
+    while ``commands`` wait to go, driven through the protocol with a fake clock."""
+    p = make(rng=0.0)
+    hello(p, 0.0, int(interval * 1000))
+    p.identify(0.0)
+    times = [0.0] * len(p.data_to_send(0.0))
+    p.receive(wire(0, {"session_id": "abc"}, 1, "READY"), 0.0)
+    for _ in range(commands):
+        p.command('{"op":3,"d":{}}')
+    now = 0.0
+    while now < seconds:
+        deadline = p.next_deadline()
+        assert deadline is not None and deadline >= now - 1e-9
+        now = max(deadline, now)
+        p.on_timer(now)
+        times += [now] * len(p.data_to_send(now))
+        p.receive(wire(11), now)
+    return max(sum(1 for t in times if start <= t < start + 60) for start in times)
+
+
+@pytest.mark.parametrize("interval", [0.6, 0.8, 1.0, 5.0, 41.25])
+def test_heartbeats_and_commands_stay_within_120_per_minute(interval: float) -> None:
+    assert worst_window(interval) <= 120
+
+
+@pytest.mark.parametrize("interval", [0.1, 0.2, 0.4, 0.5])
+def test_beats_faster_than_the_limit_hold_commands_and_never_raise(interval: float) -> None:
+    """Heartbeats alone fill the window (a test server's interval): commands wait, the
+    limiter raises nothing (it raised IndexError) and the timer keeps a future deadline."""
+    beats = int(60 / interval) + 1
+    assert worst_window(interval, seconds=70.0) <= beats + 2
     limiter = CommandRatelimiter(interval)
     for i in range(200):
         limiter.record(i * 0.01)
-        limiter.available(i * 0.01)
-        assert limiter.next_available() >= 0.0
-    assert limiter.reserve <= limiter.limit // 2
-
-
-def test_commands_flow_with_a_fast_heartbeat() -> None:
-    p = make(rng=0.0)
-    hello(p, 0.0, 100)
-    p.identify(0.0)
-    p.data_to_send(0.0)
-    p.receive(wire(0, {"session_id": "abc"}, 1, "READY"), 0.0)
-    p.command('{"op":3,"d":{}}')
-    p.on_timer(0.0)
-    assert 3 in sent_ops(p.data_to_send(0.0))
-    assert p.next_deadline() is not None
+        assert limiter.available(i * 0.01) == 0
+        assert limiter.next_available() >= i * 0.01
 
 
 # ---- 16: resume_gateway_url may not weaken the scheme ---------------------------------------
@@ -248,15 +265,55 @@ def test_op7_storm_does_not_grow_the_backoff() -> None:
     assert delays == [pytest.approx(0.1)] * 6
 
 
-def test_op7_right_after_an_attempt_waits_for_the_floor() -> None:
+def test_op7_right_after_resumed_waits_for_the_floor() -> None:
     p = make(rng=0.0, min_reconnect_interval=1.0)
     ready(p)
     p.connection_closed(None, 4.0)
     p.attempt_started(5.0)
     hello(p, 5.0)
-    p.receive(wire(7), 5.2)  # even before RESUMED: the server asked
+    p.data_to_send(5.0)
+    p.receive(wire(0, {}, 2, "RESUMED"), 5.1)
+    p.receive(wire(7), 5.2)
     p.connection_closed(4000, 5.2)
     assert p.backoff(5.2) == pytest.approx(0.8)
+
+
+def test_op7_before_resumed_is_a_failed_attempt() -> None:
+    """A server that sends op 7 on every new connection, before RESUMED: not a live session
+    (protocol.md 5.3), so the backoff grows and the resume URL is eventually left."""
+    p = make(rng=1.0, min_reconnect_interval=1.0)
+    ready(p)
+    p.connection_closed(None, 60.0)  # a live session ends: the next attempt is prompt
+    delays = []
+    for i in range(4):
+        now = 100.0 + 10.0 * i
+        p.attempt_started(now)
+        hello(p, now)
+        p.receive(wire(7), now)
+        p.connection_closed(4000, now)
+        delays.append(p.backoff(now))
+    assert delays == [1, 2, 4, 8]
+
+
+# ---- op 1 floods and dispatches before HELLO ------------------------------------------------
+
+
+def test_an_op1_flood_gets_one_heartbeat_a_second() -> None:
+    p = make(rng=0.5)
+    ready(p)
+    sent = 0
+    for i in range(200):  # 200 requests in 2 s
+        p.receive(wire(1), 1.0 + i * 0.01)
+        sent += sent_ops(p.data_to_send(1.0 + i * 0.01)).count(1)
+    assert sent == 2
+
+
+def test_a_dispatch_before_hello_is_bad_data() -> None:
+    p = make()
+    p.connection_opened(0.0)
+    with pytest.raises(codec.DecodeError, match="before HELLO"):
+        p.receive(wire(0, {}, 5, "MESSAGE_CREATE"), 0.0)
+    assert p.sequence is None
 
 
 def test_failures_before_ready_still_back_off() -> None:

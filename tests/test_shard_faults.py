@@ -24,7 +24,7 @@ from gateway import (
     Shard,
     ShardId,
 )
-from gateway.testing import GatewayEmulator
+from gateway.testing import GatewayEmulator, HostileConnection, HostileServer
 from gateway.transport import Connection
 
 TOKEN = "faults-token"
@@ -154,6 +154,7 @@ async def test_an_unexpected_error_in_the_driver_heals_by_resuming() -> None:
         finally:
             Connection.close = real_close  # type: ignore[method-assign]
         assert len(emu.identifies) == 1 and len(emu.resumes) == 1
+        assert shard.reconnect_attempts == 0  # op 7 on a live session: prompt, not a failure
         await shard.close()
 
 
@@ -191,11 +192,22 @@ async def test_session_is_saved_right_after_ready_and_on_its_cadence() -> None:
             emu, session_store=store, session_save_interval=0.2, rng=lambda: 1.0
         )  # the first heartbeat is 30 s away
         await take_until(shard, EventType.GUILD_CREATE)
-        await emu.wait_for(lambda: 0 in store.saved, timeout=1.0)
+        await until(lambda: 0 in store.saved, timeout=1.0)
         first = store.saved[0].session
         await emu.dispatch("FUTURE_EVENT", {})
         await take_until(shard, EventType.UNKNOWN)
-        await emu.wait_for(lambda: store.saved[0].session.sequence > first.sequence, timeout=2.0)
+        await until(lambda: store.saved[0].session.sequence > first.sequence, timeout=2.0)
+        await shard.close(CloseFrame.RESUME)
+
+
+async def test_session_is_saved_right_after_ready_whatever_the_cadence() -> None:
+    store = MemoryStore()
+    async with GatewayEmulator(heartbeat_interval=30.0, guilds=1) as emu:
+        shard = shard_for(emu, session_store=store, session_save_interval=600.0)
+        await take_until(shard, EventType.READY)
+        await until(lambda: 0 in store.saved, timeout=1.0)  # not 600 s later
+        saved = store.saved[0].session
+        assert shard.session is not None and saved.session_id == shard.session.session_id
         await shard.close(CloseFrame.RESUME)
 
 
@@ -205,22 +217,20 @@ async def test_session_is_saved_right_after_ready_and_on_its_cadence() -> None:
 async def test_a_cancelled_close_still_aborts_and_saves() -> None:
     store = MemoryStore()
     async with GatewayEmulator(heartbeat_interval=0.5, guilds=1) as emu:
-        shard = shard_for(emu, session_store=store, session_save_interval=60.0)
+        shard = shard_for(emu, session_store=store, session_save_interval=600.0)
         await take_until(shard, EventType.GUILD_CREATE)
+        await until(lambda: 0 in store.saved)  # the save right after READY
+        store.saved.clear()
         conn = shard._conn
-        assert conn is not None
+        assert conn is not None and conn._transport is not None
+        transport = conn._transport
         closing = asyncio.ensure_future(shard.close(CloseFrame.RESUME))
-        await asyncio.sleep(0)  # close() is now waiting for the server's echo
+        await asyncio.sleep(0)  # close() sent its close frame and waits for the echo
         closing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await closing
-        assert (
-            conn.gone is not None
-            or conn.closed
-            or conn._transport is None
-            or (conn._transport.is_closing())
-        )
-        assert 0 in store.saved and store.saved[0].session.session_id
+        assert transport.is_closing()  # aborted, not left waiting
+        assert 0 in store.saved and store.saved[0].session.session_id  # the final save
 
 
 # ---- 20: a storm of op 7 does not grow the wait --------------------------------------------------
@@ -258,4 +268,48 @@ async def test_next_message_with_invalid_utf8_is_typed_and_heals() -> None:
                     await shard.next_message()
             assert caught.value.kind is ReceiveMessageErrorKind.DESERIALIZING
             await emu.wait_for(lambda: emu.resumes, timeout=5)
+        await shard.close()
+
+
+# ---- review: nothing before HELLO can grow without bound -----------------------------------
+
+
+async def test_a_flood_before_hello_is_capped_and_the_shard_reconnects() -> None:
+    async def flood(conn: HostileConnection) -> None:
+        conn.accept()
+        for _ in range(4000):  # ~100 KiB of ACKs, and never a HELLO
+            if conn.closed:
+                return
+            conn.send_op(11)
+            await asyncio.sleep(0)
+        await conn.wait_closed(timeout=10)
+
+    async with HostileServer([flood], heartbeat_interval=100) as server:
+        shard = Shard(ShardId.ONE, TOKEN, INTENTS, gateway_url=server.url,
+                      read_high_water=16 * 1024, backoff_base=0.05,
+                      queue=InMemoryQueue(max_concurrency=0))  # fmt: skip
+        shard.start()  # nobody consumes: the shard holds what it reads
+        await server.wait_for(lambda: server.identifies, timeout=10)
+        assert len(server.connections) == 2
+        assert shard._held < 64 * 1024  # capped near the mark, then failed (not 100 KiB)
+        with pytest.raises(ReceiveMessageError) as caught:
+            await take_until(shard, EventType.READY)
+        assert caught.value.kind is ReceiveMessageErrorKind.DESERIALIZING
+        await shard.close()
+
+
+async def test_a_dispatch_before_hello_is_bad_data_and_the_shard_reconnects() -> None:
+    async def early(conn: HostileConnection) -> None:
+        conn.accept()
+        conn.send_dispatch("MESSAGE_CREATE", {"n": 0}, s=50)
+        await conn.wait_closed(timeout=10)
+
+    async with HostileServer([early], heartbeat_interval=100) as server:
+        shard = Shard(ShardId.ONE, TOKEN, INTENTS, gateway_url=server.url, backoff_base=0.05,
+                      queue=InMemoryQueue(max_concurrency=0))  # fmt: skip
+        with pytest.raises(ReceiveMessageError) as caught:
+            await take_until(shard, EventType.READY)
+        assert caught.value.kind is ReceiveMessageErrorKind.DESERIALIZING
+        await take_until(shard, EventType.READY)
+        assert shard._protocol.sequence == 1
         await shard.close()
