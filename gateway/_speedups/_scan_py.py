@@ -57,13 +57,13 @@ def scan(data: bytes) -> tuple[int | None, int | None, str | None]:
             raise ScanError("sequence out of range", fast.start(2))
         return op, seq, None if t is None else t.decode()
     op_span, seq_span, name = _walk(data)
-    op = None if op_span is None else _int(*op_span)
+    walked_op = None if op_span is None else _int(*op_span)
     if seq_span is None:
-        return op, None, name
-    seq = _int(*seq_span)
-    if not 0 <= seq < MAX_SEQUENCE:
+        return walked_op, None, name
+    walked_seq = _int(*seq_span)
+    if not 0 <= walked_seq < MAX_SEQUENCE:
         raise ScanError("sequence out of range", seq_span[1])
-    return op, seq, name
+    return walked_op, walked_seq, name
 
 
 #: ``s`` must be in [0, 2**63): a sequence beyond what any encoder writes back in RESUME
