@@ -40,6 +40,12 @@ Why these choices:
   :class:`~gateway.ReceiveMessageError` (``DESERIALIZING``) and a resume, like bad JSON. The
   role tag flags that Discord sends as ``null`` when true are :data:`msgspec.UNSET` when
   absent.
+- The decode keeps the :mod:`gateway.codec` contract for what it builds: malformed JSON,
+  ``NaN``/``Infinity``, a lone surrogate, invalid UTF-8 in a decoded string and nesting
+  past msgspec's depth limit (its ``RecursionError``, turned into a ``ValueError`` by the
+  Dispatcher) are all ``ValueError``. What a model does not declare is skipped without
+  being built, so invalid UTF-8 inside a skipped string is not looked at (nothing of it
+  reaches the bot).
 - Models are frozen (immutable, like ``Event``) and ``gc=False``: decoded JSON cannot hold
   a reference cycle, and untracked objects are cheaper to create and to collect.
 - READY and RESUMED are not configurable: :class:`~gateway.ShardProtocol` reads READY's
