@@ -378,3 +378,11 @@ def test_repeated_equal_envelope_keys_still_decode(speedups: SimpleNamespace) ->
     payload = b'{"t":"MESSAGE_CREATE","s":1,"op":0,"d":{"x":1},"s":1}'
     event = dispatcher.event(payload)
     assert (event.sequence, event.name, event.data) == (1, "MESSAGE_CREATE", {"x": 1})
+
+
+def test_event_refuses_a_sequence_out_of_range_like_scan(speedups: SimpleNamespace) -> None:
+    """The compiled event() compares its own scan with the decoded body: its s must obey the
+    scan's range rule too (the fuzzer found s=-5 accepted by one twin only)."""
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    with pytest.raises(ScanError, match="sequence out of range"):
+        dispatcher.event(b'{"t":"MESSAGE_CREATE","s":-5,"op":0}')

@@ -246,7 +246,7 @@ cdef class Dispatcher:
         found = PyDict_GetItem(body, "op")
         if span_int(b, e.op_start, e.op_end) != (<object> found if found is not NULL else None):
             return False
-        if span_int(b, e.s_start, e.s_end) != seq or e.t_start < 0:
+        if span_seq(b, e.s_start, e.s_end) != seq or e.t_start < 0:
             return False
         if e.t_escaped:
             return _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1) == name
