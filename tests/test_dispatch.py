@@ -386,3 +386,11 @@ def test_event_refuses_a_sequence_out_of_range_like_scan(speedups: SimpleNamespa
     dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
     with pytest.raises(ScanError, match="sequence out of range"):
         dispatcher.event(b'{"t":"MESSAGE_CREATE","s":-5,"op":0}')
+
+
+def test_event_checks_op_then_s_as_scan_does(speedups: SimpleNamespace) -> None:
+    """A huge op and an out-of-range s: the sequence error, from both twins (the fuzzer
+    found the compiled event() comparing op first and calling it a duplicate key)."""
+    dispatcher = speedups.Dispatcher(TABLE, codec.fast_loads, Event)
+    with pytest.raises(ScanError, match="sequence out of range"):
+        dispatcher.event(b'{"t":"MESSAGE_CREATE","s":-5,"op":-222222222222222222220}')

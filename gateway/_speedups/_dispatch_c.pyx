@@ -243,10 +243,13 @@ cdef class Dispatcher:
         cdef const char* text
         cdef PyObject* found
         envelope(b, len(payload), &e)  # ScanError (a ValueError) as for any bad payload
+        # Both converted before comparing, op then s, as the pure twin's scan() raises.
+        scanned_op = span_int(b, e.op_start, e.op_end)
+        scanned_seq = span_seq(b, e.s_start, e.s_end)
         found = PyDict_GetItem(body, "op")
-        if span_int(b, e.op_start, e.op_end) != (<object> found if found is not NULL else None):
+        if scanned_op != (<object> found if found is not NULL else None):
             return False
-        if span_seq(b, e.s_start, e.s_end) != seq or e.t_start < 0:
+        if scanned_seq != seq or e.t_start < 0:
             return False
         if e.t_escaped:
             return _name_of(payload[e.t_start - 1:e.t_end + 1], True, e.t_start - 1) == name
