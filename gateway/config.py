@@ -91,9 +91,9 @@ class Config:
       promptly, with a small jitter, but at least this many seconds after the previous
       attempt (1), so a storm of them cannot make the shard hammer the gateway
       (protocol.md 5.3).
-    - ``backoff_reset_after``: a connection that reached READY/RESUMED but dropped (no close
-      frame), was judged a zombie or was closed with 4008 within this many seconds (5)
-      counts as a failure (a crashing proxy, a 4008 loop); after it, as a prompt reconnect.
+    - ``backoff_reset_after``: a connection closed with 4008 within this many seconds (5) of
+      READY/RESUMED counts as a failure (a 4008 loop backs off); any other end of a
+      connection that reached READY/RESUMED reconnects promptly.
     - ``loop_watchdog``: warn (once per stall, with the loop thread's stack) when the event
       loop has not run for this many seconds (10); None turns the watchdog off.
     - ``session_store``: a :class:`~gateway.session.SessionStore` the shard loads its session from

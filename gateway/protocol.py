@@ -349,15 +349,15 @@ class ShardProtocol:
         self, active_since: float | None, requested: CloseFrame | None, code: int | None, now: float
     ) -> bool:
         """Whether a connection that ended reconnects promptly (protocol.md 5.3): it reached
-        READY/RESUMED and either lived ``Config.backoff_reset_after`` seconds, or the server
-        asked (op 7, op 9 true, or a resumable close frame other than 4008, which asks for a
-        backoff). A drop or a zombie soon after READY (a crashing proxy) backs off.
+        READY/RESUMED (which resets the backoff), unless it was closed with 4008 ("resume
+        after backoff") within ``Config.backoff_reset_after`` seconds of it. A storm of
+        anything else is bounded by ``Config.min_reconnect_interval``.
         """
         if active_since is None:
             return False
         if now - active_since >= self.config.backoff_reset_after or requested in _SERVER_ASKED:
             return True
-        return requested is None and code is not None and code != _RATE_LIMITED
+        return code != _RATE_LIMITED
 
     def connect_failed(self) -> None:
         """Opening a connection failed: back off further (and count a failed resume URL)."""

@@ -222,12 +222,18 @@ def test_server_closes_after_ready_reconnect_promptly_above_the_floor() -> None:
     assert flap(p, 4000) == [0.75] * 4
 
 
-@pytest.mark.parametrize("code", [None, 4008])
-def test_drops_and_4008_soon_after_ready_back_off(code: int | None) -> None:
-    """A crashing proxy (drops) or a 4008 loop: READY, then gone within a second, again and
-    again. Each reconnect waits longer (4008 says "resume after backoff")."""
+def test_4008_soon_after_ready_backs_off() -> None:
+    """A 4008 loop: READY, then closed with 4008 within a second, again and again. Each
+    reconnect waits longer (protocol.md 5.3's table: "resume after backoff")."""
     p = make(rng=1.0, backoff_reset_after=5.0, min_reconnect_interval=1.0)
-    assert flap(p, code) == [1, 2, 4, 8]
+    assert flap(p, 4008) == [1, 2, 4, 8]
+
+
+def test_drops_soon_after_ready_reconnect_above_the_floor() -> None:
+    """A crashing proxy: READY, then dropped. READY reset the backoff (protocol.md 5.3); the
+    floor bounds the storm to one attempt a second."""
+    p = make(rng=1.0, backoff_reset_after=5.0, min_reconnect_interval=1.0)
+    assert flap(p, None) == [0.75] * 4
 
 
 def test_a_connection_that_lived_reconnects_promptly_whatever_ended_it() -> None:
