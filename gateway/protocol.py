@@ -701,7 +701,9 @@ class ShardProtocol:
             log.info("shard %s: heartbeat ACK unread (reading paused or loop late)", self.shard_id)
         self._queue_heartbeat(now)
         self._blind = self._paused
-        self._next_beat = max(self._next_beat + self._interval, now)
+        # On time (or a little late), keep the cadence; later than that, restart it from
+        # this beat, so its ACK always has at least half an interval before it is judged.
+        self._next_beat = now + self._interval if late else self._next_beat + self._interval
 
     def _ready_timer(self, now: float) -> None:
         """READY/RESUMED is late: reconnect, unless dispatches came meanwhile (a long

@@ -364,6 +364,25 @@ def test_a_late_timer_is_no_zombie_verdict() -> None:
     p.data_to_send(0.0)  # beat 1, never ACKed (unread)
     p.on_timer(10.0 + 6.0)  # 6 s late on a 10 s interval
     assert p.close_request is None and sent_ops(p.data_to_send(16.0)) == [1]
+    # The late beat restarts the cadence: its ACK gets a whole interval, not 4 s (CI saw
+    # the beat judged 38 ms after it went out, the next deadline being "now").
+    assert p.next_deadline() == pytest.approx(26.0)
+    p.on_timer(20.0)
+    assert p.close_request is None and p.data_to_send(20.0) == []
+    p.receive(wire(11), 20.5)
+    p.on_timer(26.0)
+    assert p.close_request is None and sent_ops(p.data_to_send(26.0)) == [1]
+
+
+def test_a_slightly_late_timer_keeps_the_cadence() -> None:
+    """A timer a little late (under half an interval) keeps the beats on their schedule."""
+    p = make(rng=0.0)
+    ready(p)
+    p.on_timer(0.0)
+    p.data_to_send(0.0)
+    p.receive(wire(11), 0.1)
+    p.on_timer(10.0 + 3.0)
+    assert sent_ops(p.data_to_send(13.0)) == [1] and p.next_deadline() == pytest.approx(20.0)
 
 
 def test_zombie_is_detected_on_time() -> None:
