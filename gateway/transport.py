@@ -63,6 +63,9 @@ MAX_HEAD = 64 * 1024
 #: (measured with strace -c on 200 quiet shards). Just under the threshold the buffer comes
 #: from the heap. uvloop reads into a buffer of its own and has no such attribute.
 READ_SIZE = 128 * 1024 - 4096
+#: The most reads :meth:`Connection.connection_lost` makes of what a polled socket still
+#: holds (64 x ~124 KiB: more than Linux's largest default receive buffer, 6 MiB).
+REST_READS = 64
 #: Seconds to wait for the server's side of a closing handshake.
 CLOSE_TIMEOUT = 5.0
 #: Ciphertext written into a connection's incoming BIO at a time. A MemoryBIO keeps the
@@ -328,6 +331,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.resume_writing()  # cancels the drain timer
+        if self._poller is not None:
+            self._read_rest()
         self._stop_polling()
         if not self._handshake.done():
             message = "TLS handshake" if self._tls is not None and not self._tls_done else ""
@@ -726,6 +731,27 @@ class Connection(asyncio.Protocol):
             self._poll_on()
         elif self._transport is not None:
             self._transport.resume_reading()
+
+    def _read_rest(self) -> None:
+        """The transport saw the end first (a write met the server's reset) while the
+        poller had not read yet: what the kernel still holds came before the end, as the
+        transport would have read it as it arrived. Read it now (at most the socket's
+        receive buffer, in ``REST_READS`` reads); a paused socket is left unread.
+        """
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or sock.fileno() != self._fd:
+            return  # the socket is closed already (its number may be another's now)
+        for _ in range(REST_READS):
+            try:
+                data = os.read(self._fd, READ_SIZE)
+            except OSError:  # drained (EAGAIN), or the reset itself
+                return
+            if not data:
+                return
+            self.data_received(data)
+            if len(data) < READ_SIZE or self._error is not None:
+                return
 
     def _poll_read(self) -> bool:
         """The poller found the socket readable: read it once, as the transport would;

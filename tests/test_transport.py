@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -577,3 +579,36 @@ async def test_outbound_limits_are_checked() -> None:
         await Connection.open("ws://127.0.0.1:9", timeout=1, max_outbound=0)
     with pytest.raises(ValueError):
         await Connection.open("ws://127.0.0.1:9", timeout=1, drain_timeout=0)
+
+
+async def test_what_came_before_a_reset_is_read_when_batched(
+    scheme: str, certs: SimpleNamespace
+) -> None:
+    """The server sends, then resets TCP; a write of ours meets the reset before the poller's
+    next tick. The transport ends the connection at once, but what the kernel holds came
+    before the reset: it is read, as reading as data arrives would have (CI lost a RESUMED
+    this way, under batched reading)."""
+    reset: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()  # the client's socket is with the poller by now
+        await ws.send("last words")
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.transport.abort()
+        reset.set_result(None)
+
+    client = Client(read_interval=0.1)  # the longest: the write comes well before a tick
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs)
+        conn.send("go")
+        await asyncio.wait_for(reset, 5)
+        assert not conn.messages  # the poller has not read yet: the case under test
+        with contextlib.suppress(ConnectionGone):
+            for _ in range(100):  # until the transport sees the reset
+                conn.send("ping?")
+                await asyncio.sleep(0)
+                if conn.closed:
+                    break
+        await client.until(lambda: conn.closed)
+        assert client.take() == [b"last words"]
