@@ -10,10 +10,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .autoread import AUTO, ReadInterval, check_read_interval
 from .commands import UpdatePresence
 from .events import EventType, EventTypeFlags
 from .intents import Intents
-from .poller import MAX_READ_INTERVAL
 from .session import Session, SessionStore
 
 if TYPE_CHECKING:
@@ -73,12 +73,15 @@ class Config:
     - ``read_high_water``: bytes of received payloads the shard holds for a consumer that
       is behind (4 MiB) before it stops reading the socket; it reads again once the
       consumer has taken them. Heartbeats go on meanwhile.
-    - ``read_interval``: 0 (default) reads the socket as data arrives. A few milliseconds
-      (``0.005``) read it in batches: every shard of the event loop with the same interval
-      is read in one go per interval, for at most that much added latency; for many quiet
-      shards in one process this cuts the CPU per event by about a third (see
-      :mod:`gateway.poller` and ``tools/bench_trickle.py``). At most 0.1. POSIX only
-      (elsewhere: 0).
+    - ``read_interval``: ``"auto"`` (default) reads the socket in batches where that pays
+      and as data arrives where it does not: the shards of one event loop batch together
+      while there are at least two and they receive at least 500 messages a second between
+      them, adding at most 4 ms of latency (see :mod:`gateway.autoread`). 0 always reads
+      as data arrives. A few milliseconds (``0.005``) always read in batches: every shard of
+      the event loop with the same interval is read in one go per interval, for at most
+      that much added latency; for many quiet shards in one process this cuts the CPU per
+      event by about a third (see :mod:`gateway.poller` and ``tools/bench_trickle.py``).
+      At most 0.1. POSIX only (elsewhere: as data arrives).
     - ``hello_timeout``: seconds to wait for HELLO on a new connection (20) before
       reconnecting.
     - ``ready_timeout``: seconds to wait for READY or RESUMED after IDENTIFY or RESUME (30)
@@ -128,7 +131,7 @@ class Config:
     max_message_size: int | None = 64 * 1024 * 1024
     max_inflated_size: int | None = 256 * 1024 * 1024
     read_high_water: int = 4 * 1024 * 1024
-    read_interval: float = 0.0
+    read_interval: ReadInterval = AUTO
     hello_timeout: float = 20.0
     backoff_base: float = 1.0
     backoff_max: float = 128.0
@@ -155,10 +158,7 @@ class Config:
         ):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not 0 <= self.read_interval <= MAX_READ_INTERVAL:
-            raise ValueError(
-                f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {self.read_interval!r}"
-            )
+        check_read_interval(self.read_interval)
         if self.backoff_base < 0 or self.backoff_reset_after < 0 or self.min_reconnect_interval < 0:
             raise ValueError(
                 "backoff_base, backoff_reset_after and min_reconnect_interval must be >= 0"

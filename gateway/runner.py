@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from . import codec
+from .autoread import AUTO, ReadInterval
 from .cli import add_loop_argument, loop_name, run_on_loop
 from .config import Config
 from .errors import GatewayError, ReceiveMessageError
@@ -105,6 +106,11 @@ def parse_shards(text: str) -> ShardSpec:
     raise ValueError(f"--shards must be auto, N or A-B/T (e.g. 0-3/8), got {text!r}")
 
 
+def _read_interval(text: str) -> ReadInterval:
+    """``--read-interval``: ``auto`` or seconds (the range is Config's to check)."""
+    return AUTO if text == AUTO else float(text)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``run`` subcommand."""
     p = sub.add_parser(
@@ -122,9 +128,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"API base for /gateway/bot (default {DEFAULT_API_BASE_URL}; "
                         "not asked when --gateway-url is given without it)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="exit 0 after this many events")
-    p.add_argument("--read-interval", type=float, default=0.0, metavar="SECONDS",
-                   help="read the shards' sockets in batches every SECONDS (e.g. 0.005, "
-                        "for many quiet shards; default 0: as data arrives)")  # fmt: skip
+    p.add_argument("--read-interval", type=_read_interval, default="auto", metavar="SECONDS",
+                   help="read the shards' sockets in batches every SECONDS (e.g. 0.005), "
+                        "0: as data arrives; default auto: batched where it pays")  # fmt: skip
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     add_loop_argument(p)
     r = p.add_argument_group("several processes or hosts (gateway[redis])")

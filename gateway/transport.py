@@ -43,8 +43,9 @@ from websockets.uri import WebSocketURI, parse_uri
 
 from . import backends
 from ._speedups import CompressionError, FrameError, FrameReader
+from .autoread import AUTO, AutoReading, ReadInterval, auto_reading, check_read_interval
 from .config import USER_AGENT
-from .poller import MAX_READ_INTERVAL, ReadPoller, poller_for
+from .poller import ReadPoller, poller_for
 
 __all__ = [
     "Connection",
@@ -166,7 +167,7 @@ class Connection(asyncio.Protocol):
         max_size: int | None,
         on_data: Callable[[], None],
         ssl: ssl_module.SSLContext | None = None,
-        read_interval: float = 0.0,
+        read_interval: ReadInterval = 0.0,
         max_outbound: int = MAX_OUTBOUND,
         drain_timeout: float = DRAIN_TIMEOUT,
     ) -> None:
@@ -202,7 +203,10 @@ class Connection(asyncio.Protocol):
         # Batched reading (read_interval): once the websocket is open, the socket's
         # descriptor (-1 before, and once closing) and the poller reading it now (None
         # while reading is paused).
-        self._read_interval = read_interval
+        # "auto": the loop's AutoReading sets the interval (0 until it batches).
+        self._auto: AutoReading | None = None
+        self._wants_auto = read_interval == AUTO
+        self._read_interval = 0.0 if read_interval == AUTO else float(read_interval)
         self._polled = False  # the poller reads this socket, not the transport
         self._fd = -1
         self._poller: ReadPoller | None = None
@@ -217,6 +221,8 @@ class Connection(asyncio.Protocol):
         self._drain_timer: asyncio.TimerHandle | None = None
         #: Pongs not sent because writing was paused (a ping flood from a peer not reading).
         self.pongs_dropped = 0
+        #: Messages received so far (what ``"auto"`` reading counts).
+        self.received = 0
 
     @classmethod
     async def open(
@@ -227,7 +233,7 @@ class Connection(asyncio.Protocol):
         timeout: float,
         max_size: int | None = None,
         on_data: Callable[[], None] = lambda: None,
-        read_interval: float = 0.0,
+        read_interval: ReadInterval = 0.0,
         max_outbound: int = MAX_OUTBOUND,
         drain_timeout: float = DRAIN_TIMEOUT,
     ) -> Connection:
@@ -240,16 +246,14 @@ class Connection(asyncio.Protocol):
         ends. Messages are as received (still compressed, with transport compression): the
         shard inflates them a batch at a time (see ``ShardProtocol.drain``).
         ``read_interval`` > 0: once open, read the socket in batches every that many
-        seconds (see :mod:`gateway.poller`); 0 reads as data arrives.
+        seconds (see :mod:`gateway.poller`); 0 reads as data arrives; ``"auto"`` lets the
+        loop's :class:`~gateway.autoread.AutoReading` switch between the two.
         ``max_outbound`` and ``drain_timeout`` bound what a peer that stops reading can make
         us hold (see ``MAX_OUTBOUND``, ``DRAIN_TIMEOUT``).
         """
         if max_outbound <= 0 or not drain_timeout > 0:
             raise ValueError("max_outbound and drain_timeout must be positive")
-        if not 0 <= read_interval <= MAX_READ_INTERVAL:
-            raise ValueError(
-                f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {read_interval!r}"
-            )
+        check_read_interval(read_interval)
         uri = parse_uri(url)
         context = None
         if uri.secure:
@@ -331,6 +335,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.resume_writing()  # cancels the drain timer
+        if self._auto is not None:
+            self._auto.leave(self)
+            self._auto = None
         if self._poller is not None:
             self._read_rest()
         self._stop_polling()
@@ -502,6 +509,9 @@ class Connection(asyncio.Protocol):
         self._open = True
         if self._read_interval:
             self._start_polling()
+        elif self._wants_auto:
+            self._auto = auto_reading(self._loop)
+            self._auto.join(self)  # may batch at once
         self._handshake.set_result(None)
         if rest:
             self._frames(rest)
@@ -531,6 +541,7 @@ class Connection(asyncio.Protocol):
             messages.append(reader.error)
             self._stop_reading()  # nothing more can be read from this stream
         if len(messages) != before:
+            self.received += len(messages) - before
             self._on_data()
 
     def _close_received(self, payload: bytes) -> None:
@@ -719,6 +730,26 @@ class Connection(asyncio.Protocol):
         """The poller lets go of the socket for good (it is closing or gone)."""
         self._poll_off()
         self._fd = -1
+
+    def batch(self, interval: float) -> None:
+        """Read in batches every ``interval`` seconds, or as data arrives (0): the switch
+        ``"auto"`` reading makes on an open connection. The kernel holds what arrives
+        meanwhile, so nothing is lost; a paused connection switches for when it resumes.
+        """
+        if not self._open or self.closed or self._close_sent or self._lost.done():
+            return  # closing: its reading is settled
+        if interval:
+            if not self._polled:
+                self._read_interval = interval
+                self._start_polling()
+            return
+        if self._polled:
+            self._stop_polling()
+            self._polled = False
+            self._read_interval = 0.0
+            transport = self._transport
+            if transport is not None and not self._paused and self._reader.error is None:
+                transport.resume_reading()
 
     def _stop_reading(self) -> None:
         if self._polled:

@@ -58,7 +58,8 @@ def _batched_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     class Batched(Connection):
         @classmethod
         async def open(cls, url: str, **kwargs: Any) -> Connection:
-            kwargs["read_interval"] = kwargs.get("read_interval") or READ_INTERVAL
+            if kwargs.get("read_interval", 0) in (0, "auto"):
+                kwargs["read_interval"] = READ_INTERVAL
             return await Connection.open.__func__(cls, url, **kwargs)  # type: ignore[attr-defined,no-any-return]
 
     monkeypatch.setattr(gateway.shard, "Connection", Batched)

@@ -1,0 +1,163 @@
+"""``read_interval="auto"`` (the default): batched reading where it pays, and only there.
+
+Batched reading (:mod:`gateway.poller`) saves CPU when one tick of the poller finds several
+sockets with data: the loop then wakes, polls and iterates once for all of them, and the
+consumer is woken once. When a tick finds one socket, it costs more than reading as data
+arrives (the poller's own wake-up, timer and poll come on top), and it always adds up to
+one interval of latency. So it pays for many connections on one loop whose reads together
+are frequent, and not for one busy shard (its own reads already carry many messages each)
+or for a few quiet ones.
+
+Every connection of a loop opened with ``"auto"`` joins that loop's :class:`AutoReading`
+once its websocket is open. Once a second it counts the messages its connections received
+(a count that does not depend on how they are read, so switching cannot feed back into
+it); batching starts when at least ``AUTO_MIN_CONNECTIONS`` connections together receive at
+least ``AUTO_START_RATE`` messages a second, and stops when they receive fewer than
+``AUTO_STOP_RATE`` (a gap between the two, so a rate near the line does not flip every
+second) or fewer connections remain.
+Switching moves a socket between the loop's selector and the poller without losing a byte
+(the kernel holds what arrives meanwhile). While batching, the interval is
+``AUTO_INTERVAL``: the added latency is at most that plus the batch's own processing. The
+thresholds come from ``tools/bench_trickle.py`` (see docs/benchmarks.md, "Batched reading
+chosen by itself").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Final, Literal, Protocol
+
+from .poller import MAX_READ_INTERVAL
+
+__all__ = [
+    "AUTO",
+    "AUTO_INTERVAL",
+    "AUTO_MIN_CONNECTIONS",
+    "AUTO_START_RATE",
+    "AUTO_STOP_RATE",
+    "AutoReading",
+    "ReadInterval",
+    "auto_reading",
+    "check_read_interval",
+    "should_batch",
+]
+
+#: The ``read_interval`` that lets the library choose.
+AUTO: Final = "auto"
+#: What a ``read_interval`` may be: seconds (0: as data arrives), or :data:`AUTO`.
+ReadInterval = float | Literal["auto"]
+#: The interval while batching (seconds): the bound on the latency it adds.
+AUTO_INTERVAL = 0.004
+#: Batching needs at least this many connections on the loop (one socket gains nothing).
+AUTO_MIN_CONNECTIONS = 2
+#: Messages per second (all the loop's auto connections together) at which batching starts,
+#: and below which it stops.
+AUTO_START_RATE = 500
+AUTO_STOP_RATE = 250
+#: Seconds between two counts.
+AUTO_WINDOW = 1.0
+
+
+def check_read_interval(value: object) -> None:
+    """Raise ValueError unless ``value`` is a ``read_interval``: :data:`AUTO`, or seconds
+    from 0 to :data:`~gateway.poller.MAX_READ_INTERVAL`.
+    """
+    if value == AUTO:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"read_interval must be 'auto' or seconds, got {value!r}")
+    if not 0 <= value <= MAX_READ_INTERVAL:
+        raise ValueError(f"read_interval must be 0-{MAX_READ_INTERVAL} seconds, got {value!r}")
+
+
+class Batchable(Protocol):
+    """What :class:`AutoReading` needs of a connection."""
+
+    #: Messages received so far (only ever grows).
+    received: int
+
+    def batch(self, interval: float) -> None:
+        """Read in batches every ``interval`` seconds (0: as data arrives)."""
+
+
+def should_batch(batching: bool, connections: int, rate: float) -> bool:
+    """The rule: whether a loop's ``connections`` auto connections, which received ``rate``
+    messages a second together, batch for the next window (``batching``: they do now).
+    """
+    if connections < AUTO_MIN_CONNECTIONS:
+        return False
+    return rate >= (AUTO_STOP_RATE if batching else AUTO_START_RATE)
+
+
+class AutoReading:
+    """The ``"auto"`` connections of one event loop, and whether they batch now."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        # Each member, with what it had received at the last count (ordered: switched in
+        # joining order).
+        self._members: dict[Batchable, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        #: Whether the members read in batches now.
+        self.batching = False
+        #: Messages per second at the last count.
+        self.rate = 0.0
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def join(self, member: Batchable) -> None:
+        """A connection opened: it reads as the others do."""
+        if member in self._members:
+            return
+        self._members[member] = member.received
+        if self.batching:
+            member.batch(AUTO_INTERVAL)
+        if self._timer is None and len(self._members) >= AUTO_MIN_CONNECTIONS:
+            self._timer = self._loop.call_later(AUTO_WINDOW, self._count)
+
+    def leave(self, member: Batchable) -> None:
+        """A connection ended (it stops reading by itself)."""
+        if member not in self._members:
+            return
+        del self._members[member]  # what it received since the last count goes with it
+        if len(self._members) < AUTO_MIN_CONNECTIONS:
+            self._switch(False)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _count(self) -> None:
+        self._timer = None
+        if len(self._members) < AUTO_MIN_CONNECTIONS:
+            return
+        members = self._members
+        received = 0
+        for member, before in members.items():
+            received += member.received - before
+            members[member] = member.received
+        self.rate = received / AUTO_WINDOW
+        self._switch(should_batch(self.batching, len(self._members), self.rate))
+        self._timer = self._loop.call_later(AUTO_WINDOW, self._count)
+
+    def _switch(self, batching: bool) -> None:
+        if batching is self.batching:
+            return
+        self.batching = batching
+        interval = AUTO_INTERVAL if batching else 0.0
+        for member in list(self._members):
+            member.batch(interval)
+
+
+_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AutoReading] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def auto_reading(loop: asyncio.AbstractEventLoop) -> AutoReading:
+    """The ``"auto"`` connections of ``loop`` (made on first use)."""
+    group = _groups.get(loop)
+    if group is None:
+        group = _groups[loop] = AutoReading(loop)
+    return group
