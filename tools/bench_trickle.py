@@ -9,10 +9,11 @@ traffic flows, counts events and its own CPU time (user and system) over a fixed
 
 Clients, measured in the same run:
 
-- ``gateway``: our shards through one ``ShardEventStream`` (every event decoded);
+- ``gateway``: our shards through one ``ShardEventStream`` (every event decoded), with
+  the default ``read_interval="auto"`` (``batching``: whether it batched at the end);
+- ``gateway-direct``: the same with ``Config(read_interval=0)``: always as data arrives;
 - ``gateway-batched``: the same with ``Config(read_interval=0.005)``: the loop's poller
-  reads every shard's socket in one batch per 5 ms (``p99_lag_ms``: from the data's
-  arrival, at the latest, to the event's delivery: an upper bound);
+  reads every shard's socket in one batch per 5 ms;
 - ``floor``: N bare ``gateway.transport.Connection``\\ s that identify once and then
   inflate and JSON-decode every message in the data callback: no shard, no task, no
   heartbeat logic (what any client must at least pay on this loop);
@@ -21,6 +22,11 @@ Clients, measured in the same run:
 - ``floor-batched``: floor-task with its sockets read in batches every 5 ms (the
   connections' ``read_interval``): the least a batched client pays;
 - ``hikari``: hikari's ``GatewayShardImpl`` (``pip install '.[bench]'``).
+
+The emulator stamps every dispatch with its send time (``--stamp``: one monotonic clock for
+every process here); ``p50_lag_ms`` / ``p99_lag_ms`` are from that stamp to the event's
+delivery, for our clients (the difference between two of them is the latency one reading
+mode adds over the other).
 
 Each runs on the default asyncio loop and on uvloop (when installed). The table gives CPU
 microseconds per event (user, system, total), events/s, RSS per shard and the ratios to the
@@ -84,42 +90,18 @@ async def _measure(window: Window, seconds: float, shards: int, base: int) -> di
     return window.result(shards, base)
 
 
-async def ours(shards: int, url: str, seconds: float, read_interval: float = 0.0) -> dict[str, Any]:
+async def ours(
+    shards: int, url: str, seconds: float, read_interval: float | str = "auto"
+) -> dict[str, Any]:
     from gateway import (
         Config,
-        EventType,
         EventTypeFlags,
         InMemoryQueue,
         Intents,
         ShardEventStream,
         create_range,
     )
-    from gateway.poller import ReadPoller
-
-    # The delivery lag of batched reading, an upper bound: data read by a tick arrived
-    # after the previous tick's select (or, for the first tick, when the poller woke).
-    marks = {"prev": 0.0, "since": 0.0}
-
-    class TimedPoller(ReadPoller):
-        def _woken(self) -> None:
-            marks["prev"] = time.perf_counter()
-            super()._woken()
-
-        def _tick(self) -> None:
-            marks["since"], marks["prev"] = marks["prev"], time.perf_counter()
-            super()._tick()
-
-    class Timed(ShardEventStream):
-        """Notes when a shard's data arrived at the latest, to measure the delivery lag."""
-
-        def _notify(self, shard: Any) -> bool:
-            arrived.setdefault(shard, marks["since"])
-            return super()._notify(shard)
-
-    if read_interval:
-        import gateway.poller
-
-        gateway.poller.ReadPoller = TimedPoller  # type: ignore[misc]
+    from gateway.autoread import auto_reading
 
     base = rss()
     intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_PRESENCES
@@ -127,42 +109,49 @@ async def ours(shards: int, url: str, seconds: float, read_interval: float = 0.0
     # Dispatches only, as the floor and hikari count: no HELLO or ACK events.
     dispatches = EventTypeFlags.ALL & ~EventTypeFlags.GATEWAY
     config = Config(TOKEN, intents, gateway_url=url, queue=queue, event_types=dispatches,
-                    read_interval=read_interval)  # fmt: skip
+                    read_interval=read_interval)  # type: ignore[arg-type]  # fmt: skip
     group = create_range(range(shards), shards, lambda sid: config)
     window = Window()
-    arrived: dict[Any, float] = {}
     lags: list[float] = []
-
     ready = asyncio.Event()
+    clock = time.monotonic
 
     async def read() -> None:
-        # The lag is measured only where it is the point (coalescing): its bookkeeping
-        # would be a cost per event that the floor and hikari do not pay.
-        stream = (Timed if read_interval else ShardEventStream)(group)
+        stream = ShardEventStream(group)
         readies = 0
         async for _, event in stream:
-            if getattr(event, "type", None) is EventType.READY:
+            if event.name == "READY":
                 readies += 1
                 if readies == shards:
                     break
         ready.set()  # the others start before measuring too
-        if not read_interval:
-            async for _ in stream:  # dispatches only (no gateway events: see the config)
-                window.count += 1
-            return
-        async for shard, _ in stream:
+        # Every variant of ours pays the same lag bookkeeping (a dict lookup and a clock
+        # read per event), so their CPU figures compare; the floor and hikari do not.
+        async for _, event in stream:
             window.count += 1
-            since = arrived.pop(shard, None)
-            if since is not None and window.open_at is not None:
-                lags.append(time.perf_counter() - since)
+            sent_at = event.data.get("sent_at") if type(event.data) is dict else None
+            if sent_at is not None and window.open_at is not None:
+                lags.append(clock() - sent_at)
 
     reader = asyncio.create_task(read())
     await asyncio.wait_for(ready.wait(), 120)
     result = await _measure(window, seconds, shards, base)
     reader.cancel()
     lags.sort()
-    result["p99_lag_ms"] = lags[int(len(lags) * 0.99)] * 1000 if lags else None
+    if lags:
+        result["p50_lag_ms"] = lags[len(lags) // 2] * 1000
+        result["p99_lag_ms"] = lags[int(len(lags) * 0.99)] * 1000
+    auto = auto_reading(asyncio.get_running_loop())
+    result["batching"] = (
+        ("auto: yes" if auto.batching else "auto: no")
+        if read_interval == "auto"
+        else ("yes" if read_interval else "no")
+    )
     return result
+
+
+async def ours_direct(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    return await ours(shards, url, seconds, read_interval=0.0)
 
 
 async def ours_batched(shards: int, url: str, seconds: float) -> dict[str, Any]:
@@ -266,6 +255,7 @@ CLIENTS = {
     "floor": floor,
     "floor-task": floor_task,
     "gateway": ours,
+    "gateway-direct": ours_direct,
     "floor-batched": floor_batched,
     "gateway-batched": ours_batched,
     "hikari": hikari,
@@ -291,7 +281,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="events/s per shard")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--loops", default="asyncio,uvloop")
-    clients = "floor,floor-task,gateway,floor-batched,gateway-batched,hikari"
+    clients = "floor,floor-task,gateway,gateway-direct,floor-batched,gateway-batched,hikari"
     parser.add_argument("--clients", default=clients)
     parser.add_argument("--repeat", type=int, default=1, help="runs per client (the median)")
     args = parser.parse_args()
@@ -310,7 +300,8 @@ def main() -> None:
         for _ in range(args.repeat):  # interleaved, so the machine's drift hits every client
             for client in clients:
                 options = dict(shards=n, guilds=2 * n, max_concurrency=n, identify_window=0,
-                               events_per_second=args.rate, heartbeat_interval=41.25)  # fmt: skip
+                               events_per_second=args.rate, heartbeat_interval=41.25,
+                               stamp=True)  # fmt: skip
                 with emulator(**options) as emu:
                     runs[client].append(
                         run_worker("bench_trickle.py", client, loop, n, emu.url, args.seconds)
@@ -325,8 +316,8 @@ def main() -> None:
             result["cpu_range"] = f"{min(spread):.1f}-{max(spread):.1f}"
             rows.append({"client": f"{client} ({loop})", **result})
     print(table(rows, ["client", "events", "events_per_s", "user_us", "sys_us", "cpu_us",
-                       "cpu_range", "x_floor", "x_floor_task", "p99_lag_ms",
-                       "kib_per_shard"]))  # fmt: skip
+                       "cpu_range", "x_floor", "x_floor_task", "batching", "p50_lag_ms",
+                       "p99_lag_ms", "kib_per_shard"]))  # fmt: skip
 
 
 def _median(results: list[dict[str, Any]]) -> dict[str, Any]:

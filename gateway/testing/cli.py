@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--firehose", action="store_true", help="with rate 0 and --total-events: one burst"
     )
     p.add_argument("--mix", choices=sorted(MIXES), default="default", help="traffic mix")
+    p.add_argument(
+        "--stamp", action="store_true", help='dispatches carry "sent_at": monotonic seconds'
+    )
     p.add_argument("--identify-window", type=float, default=5.0, help="seconds per bucket")
     p.add_argument("--heartbeat-interval", type=float, default=41.25, help="seconds")
     p.add_argument("--split-frames", type=int, default=1, help="zlib frames per message")
@@ -60,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
             identify_window=args.identify_window,
             firehose=args.firehose,
             mix=args.mix,
+            stamp=args.stamp,
             heartbeat_interval=args.heartbeat_interval,
             split_frames=args.split_frames,
             seed=args.seed,
