@@ -5,7 +5,7 @@
     python examples/typed_events.py --emulator
 
 ``Config(models=...)`` chooses, per event type, what ``event.data`` is: a shipped model of
-:mod:`gateway.models` (here GUILD_CREATE, with every documented field), your own slimmer
+:mod:`gateway.models` (here READY and GUILD_CREATE, with every documented field), your own slimmer
 Struct (here MESSAGE_CREATE: only the fields this bot reads are decoded, which is faster
 than building the whole ``dict``), or, for every type not named, the ``dict`` as before.
 Snowflakes are ``int``. A payload that does not fit its model is a typed error and a
@@ -20,7 +20,7 @@ import msgspec
 from target import target
 
 from gateway import Config, EventType, Intents, Shard, ShardId
-from gateway.models import GuildCreate
+from gateway.models import GuildCreate, Ready
 
 INTENTS = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.MESSAGE_CONTENT
 
@@ -40,7 +40,11 @@ class Message(msgspec.Struct, frozen=True):
     guild_id: int | None = None
 
 
-MODELS = {EventType.GUILD_CREATE: GuildCreate, EventType.MESSAGE_CREATE: Message}
+MODELS = {
+    EventType.READY: Ready,
+    EventType.GUILD_CREATE: GuildCreate,
+    EventType.MESSAGE_CREATE: Message,
+}
 
 
 async def main() -> None:
@@ -60,7 +64,8 @@ async def main() -> None:
                 if t.enough(messages, 3):
                     break
             elif event.type is EventType.READY:
-                print(f"ready ({type(event.data).__name__}: READY is the protocol's own)")
+                ready: Ready = event.data
+                print(f"ready as {ready.user.username}, {len(ready.guilds)} guilds")
         await shard.close()
 
 

@@ -108,7 +108,7 @@ class Config:
     - ``models``: what ``event.data`` is, per event type: a :class:`msgspec.Struct` (one of
       :mod:`gateway.models` or a bot's own, slimmer one: only the fields it declares are
       decoded) instead of a ``dict``. ``models=gateway.models.DEFAULT`` takes every shipped
-      model. Keys are dispatch types (not READY, RESUMED or UNKNOWN); event types missing
+      model. Keys are dispatch types (READY too; not RESUMED or UNKNOWN); event types missing
       from it keep the ``dict``, and ``next_message()`` stays raw. A payload that does not
       fit its model is a :class:`~gateway.ReceiveMessageError` (``DESERIALIZING``) and a
       resume, like bad JSON. Empty (the default): msgspec is never imported.

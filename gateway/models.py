@@ -48,9 +48,10 @@ Why these choices:
   reaches the bot).
 - Models are frozen (immutable, like ``Event``) and ``gc=False``: decoded JSON cannot hold
   a reference cycle, and untracked objects are cheaper to create and to collect.
-- READY and RESUMED are not configurable: :class:`~gateway.ShardProtocol` reads READY's
-  session fields itself and hands the ``dict`` on. :class:`Ready` types it when wanted:
-  ``msgspec.convert(event.data, Ready, strict=False)``.
+- READY takes a model too (``{EventType.READY: Ready}``, in :data:`DEFAULT`):
+  :class:`~gateway.ShardProtocol` reads its session fields from the ``dict`` first, and the
+  event is converted to the model when it is taken (once per session). RESUMED (``d`` is
+  ``null``) and UNKNOWN have none.
 
 Fields and names follow Discord's documentation (API v10), as :mod:`gateway.payloads` does
 for the ``TypedDict`` view of the same payloads.
@@ -125,6 +126,7 @@ __all__ = [
     "VoiceServerUpdate",
     "VoiceState",
     "decoder",
+    "converter",
     "decoders",
     "check_models",
 ]
@@ -903,6 +905,7 @@ MessageUpdate = MessageCreate
 #: (``{**DEFAULT, EventType.MESSAGE_CREATE: MyMessage}``).
 DEFAULT: Models = MappingProxyType(
     {
+        EventType.READY: Ready,
         EventType.RATE_LIMITED: RateLimited,
         EventType.GUILD_CREATE: GuildCreate,
         EventType.GUILD_UPDATE: Guild,
@@ -942,10 +945,11 @@ class Envelope(msgspec.Struct, Generic[T]):
 
 
 #: The event types a model can be given: the dispatches the shard decodes when they are
-#: taken (READY and RESUMED are the protocol's own; UNKNOWN has no shape).
-_MODEL_TYPES = frozenset(
-    t for t in EventType if t.is_dispatch and t not in (EventType.READY, EventType.RESUMED)
-) - {EventType.UNKNOWN}
+#: taken (RESUMED's ``d`` is null; UNKNOWN has no shape).
+_MODEL_TYPES = frozenset(t for t in EventType if t.is_dispatch) - {
+    EventType.RESUMED,
+    EventType.UNKNOWN,
+}
 
 
 def decoder(model: StructType) -> Callable[[bytes], Envelope[Any]]:
@@ -970,7 +974,7 @@ _DECODERS_MAX = 1024
 def check_models(models: object) -> Models:
     """``models`` validated, as a read-only copy (for :class:`~gateway.Config`).
 
-    Keys must be dispatch :class:`~gateway.EventType` members other than READY, RESUMED and
+    Keys must be dispatch :class:`~gateway.EventType` members other than RESUMED and
     UNKNOWN; values :class:`msgspec.Struct` subclasses msgspec can decode into (their
     decoders are built here, so a field type msgspec does not support fails now, not on
     the first event).
@@ -984,7 +988,7 @@ def check_models(models: object) -> Models:
         if event_type not in _MODEL_TYPES:
             raise ValueError(
                 f"models: {event_type.name} cannot have a model (only dispatches other than "
-                "READY, RESUMED and UNKNOWN)"
+                "RESUMED and UNKNOWN)"
             )
         if not (isinstance(model, type) and issubclass(model, msgspec.Struct)):
             raise TypeError(f"models[{event_type.name}] must be a msgspec.Struct subclass")
@@ -1000,5 +1004,23 @@ def check_models(models: object) -> Models:
 
 
 def decoders(models: Models) -> dict[str, Callable[[bytes], Any]]:
-    """The dispatcher's decoder table: dispatch name -> :func:`decoder` of its model."""
-    return {event_type.value: decoder(model) for event_type, model in models.items()}
+    """The dispatcher's decoder table: dispatch name -> :func:`decoder` of its model
+    (READY is not the dispatcher's: see :func:`converter`).
+    """
+    return {
+        event_type.value: decoder(model)
+        for event_type, model in models.items()
+        if event_type is not EventType.READY
+    }
+
+
+def converter(model: StructType) -> Callable[[Any], Any]:
+    """READY's: the protocol's ``dict`` to ``model``; a mismatch is a ``ValueError``."""
+
+    def convert(data: Any) -> Any:
+        try:
+            return msgspec.convert(data, model, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(str(exc)) from None
+
+    return convert

@@ -38,7 +38,7 @@ from .commands import Command
 from .compression import Inflater
 from .config import Config
 from .errors import ReceiveMessageError, ReceiveMessageErrorKind
-from .events import Event, EventTypeFlags
+from .events import Event, EventType, EventTypeFlags
 from .intents import Intents
 from .latency import Latency
 from .message import Close, Message, Text
@@ -109,6 +109,16 @@ def _decoders(config: Config) -> dict[str, Callable[[bytes], Any]] | None:
     return decoders(config.models)
 
 
+def _ready_converter(config: Config) -> Callable[[Any], Any] | None:
+    """READY's model as a converter of the protocol's dict (None: READY stays a dict)."""
+    model = config.models.get(EventType.READY)
+    if model is None:
+        return None
+    from .models import converter
+
+    return converter(model)
+
+
 class Shard:
     """One gateway session: identify or resume, heartbeat, reconnect, deliver events.
 
@@ -129,7 +139,7 @@ class Shard:
         "_ended", "_fatal_code", "_held", "_held_at_open", "_id", "_identify_task",
         "_inflater", "_last_save", "_listener", "_loop", "_paused", "_payloads", "_protocol",
         "_raw_payloads", "_ready", "_rng", "_save_task", "_save_timer", "_saved", "_soon",
-        "_task", "_timer", "_timer_at", "_waiter",
+        "_task", "_timer", "_timer_at", "_typed_ready", "_waiter",
     )  # fmt: skip
 
     def __init__(
@@ -156,6 +166,7 @@ class Shard:
             self._protocol.dispatch_table, codec.fast_loads, Event, _decoders(config)
         )
         self._decode_event = self._dispatcher.event
+        self._typed_ready = _ready_converter(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
@@ -735,8 +746,11 @@ class Shard:
                 except ValueError as exc:
                     self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
             if type(item) is tuple:
-                if item[1] is not None:
-                    return item[1]
+                event = item[1]
+                if event is not None:
+                    if self._typed_ready is not None and event.type is EventType.READY:
+                        return self._typed(event)
+                    return event
             elif type(item) is _Closed:
                 if item.event is not None:
                     return item.event
@@ -744,6 +758,14 @@ class Shard:
                 assert isinstance(item, ReceiveMessageError)
                 raise item
         return None
+
+    def _typed(self, ready: Event) -> Event:
+        """READY with its model as data (the protocol read the session from the dict)."""
+        assert self._typed_ready is not None
+        try:
+            return ready._replace(data=self._typed_ready(ready.data))
+        except ValueError as exc:
+            self._fail(ReceiveMessageErrorKind.DESERIALIZING, exc)
 
     def _take_message(self) -> Message:
         """The next payload processed (``_ready`` is not empty) as a message; raises the

@@ -67,7 +67,7 @@ def test_event_filtering_example() -> None:
 
 def test_typed_events_example() -> None:
     out = ok("typed_events.py")
-    assert out[0] == "ready (dict: READY is the protocol's own)"
+    assert out[0] == "ready as Nelly, 2 guilds"
     assert [line for line in out if line.startswith("guild ")] == [
         "guild Discord Testers: 3 channels"
     ] * 2  # GUILD_CREATE decoded into the shipped model

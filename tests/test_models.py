@@ -106,16 +106,20 @@ def test_every_shipped_model_decodes_every_matching_payload(
     dispatcher = speedups.Dispatcher(
         TABLE, codec.fast_loads, Event, models.decoders(models.DEFAULT)
     )
-    event = dispatcher.event(payload)
-    assert (event.type, event.sequence, event.name) == (event_type, body["s"], body["t"])
-    assert type(event.data) is model
-    # Snowflakes are ints; what the model declares is what the JSON says.
     d = body["d"]
+    if event_type is EventType.READY:  # the protocol's: converted from its dict when taken
+        data = models.converter(model)(d)
+    else:
+        event = dispatcher.event(payload)
+        assert (event.type, event.sequence, event.name) == (event_type, body["s"], body["t"])
+        data = event.data
+    assert type(data) is model
+    # Snowflakes are ints; what the model declares is what the JSON says.
     for field in ("id", "guild_id", "channel_id", "user_id"):
         if field in model.__struct_fields__ and d.get(field) is not None:
-            assert getattr(event.data, field) == int(d[field])
+            assert getattr(data, field) == int(d[field])
     # Nothing was lost: the model's view of the JSON, encoded back, is a subset of it.
-    assert _subset(msgspec.to_builtins(event.data), d)
+    assert _subset(msgspec.to_builtins(data), d)
 
 
 def _subset(typed: Any, raw: Any) -> bool:
@@ -139,9 +143,11 @@ def test_ready_model_decodes_ready_and_converts_its_dict() -> None:
     ready = models.decoder(models.Ready)(payload).d
     assert ready.session_id and ready.user.id == 80351110224678912
     assert all(type(g.id) is int and g.unavailable for g in ready.guilds)
-    # READY reaches the bot as the protocol's dict: the documented way to type it.
+    # The shard converts the protocol's dict (what it read the session from): the same.
     as_dict = json.loads(payload)["d"]
-    assert msgspec.convert(as_dict, models.Ready, strict=False) == ready
+    assert models.converter(models.Ready)(as_dict) == ready
+    with pytest.raises(ValueError, match="session_id"):
+        models.converter(models.Ready)(dict(as_dict, session_id=5))
 
 
 class SlimMessage(msgspec.Struct):
@@ -250,7 +256,6 @@ def test_config_models_is_validated_and_frozen() -> None:
         with pytest.raises(TypeError):
             Config(TOKEN, models=bad)
     for event_type in (
-        EventType.READY,
         EventType.RESUMED,
         EventType.UNKNOWN,
         EventType.GATEWAY_HELLO,
@@ -313,7 +318,8 @@ async def test_typed_events_end_to_end_and_a_bad_shape_is_deserializing_and_a_re
         )  # fmt: skip
         try:
             ready = await _next(shard, EventType.READY)
-            assert type(ready.data) is dict  # READY is the protocol's own
+            assert type(ready.data) is models.Ready and shard.session is not None
+            assert ready.data.session_id == shard.session.session_id
             guild = await _next(shard, EventType.GUILD_CREATE)
             assert type(guild.data) is models.GuildCreate and not guild.data.unavailable
             guild_id = guild.data.id
@@ -342,5 +348,33 @@ async def test_typed_events_end_to_end_and_a_bad_shape_is_deserializing_and_a_re
                 message = await asyncio.wait_for(shard.next_message(), 5)
                 if '"message 4"' in getattr(message, "text", ""):
                     break
+        finally:
+            await shard.close()
+
+
+class StrictReady(msgspec.Struct):
+    """A READY model that no READY fits (a field Discord never sends)."""
+
+    session_id: str
+    never_sent: int
+
+
+@pytest.mark.asyncio(loop_factories=LOOPS)
+async def test_a_ready_that_does_not_fit_its_model_is_deserializing_and_a_resume() -> None:
+    """The protocol took the session from READY before the model saw it: the error is typed,
+    and the shard resumes that session (no second IDENTIFY)."""
+    async with GatewayEmulator(heartbeat_interval=5, guilds=1) as emu:
+        shard = Shard(
+            ShardId.ONE, TOKEN, Intents.GUILDS, gateway_url=emu.url,
+            queue=InMemoryQueue(max_concurrency=0), models={EventType.READY: StrictReady},
+            backoff_base=0, min_reconnect_interval=0,
+        )  # fmt: skip
+        try:
+            with pytest.raises(ReceiveMessageError) as caught:
+                await _next(shard, EventType.READY)
+            assert caught.value.kind is ReceiveMessageErrorKind.DESERIALIZING
+            assert "never_sent" in str(caught.value)
+            await _next(shard, EventType.RESUMED)
+            assert len(emu.identifies) == 1 and len(emu.resumes) == 1
         finally:
             await shard.close()
