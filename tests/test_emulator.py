@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 import zlib
 from collections.abc import AsyncIterator
@@ -554,3 +555,19 @@ def _payloads_of(chunk: bytes) -> bytes:
         out += chunk[pos + head : pos + head + n]
         pos += head + n
     return bytes(out)
+
+
+async def test_stamp_puts_the_send_time_first_in_every_dispatch() -> None:
+    """``stamp``: latency benchmarks read each dispatch's send time (this machine's
+    monotonic clock) from ``d.sent_at``; without it, payloads are as Discord sends them."""
+    for stamp in (True, False):
+        async with GatewayEmulator(guilds=1, stamp=stamp) as emu:
+            client = await ready_client(emu, intents=1)
+            before = time.monotonic()
+            ready = await client.recv()
+            d = ready["d"]
+            assert ready["t"] == "READY"
+            if stamp:
+                assert next(iter(d)) == "sent_at" and before - 5 < d["sent_at"] <= time.monotonic()
+            else:
+                assert "sent_at" not in d
