@@ -242,8 +242,9 @@ class ShardEventStream(_ShardStream[Event]):
     Each shard keeps its session alive by itself while the reader is busy, holding up to
     ``Config.read_high_water`` bytes before it stops reading its socket.
 
-    For many quiet shards, ``Config(read_interval=0.005)`` reads their sockets in batches:
-    the reader then wakes once per batch, not once per event (see :mod:`gateway.poller`).
+    Many shards with enough traffic between them read their sockets in batches (the
+    default ``Config.read_interval="auto"``, see :mod:`gateway.autoread`): the reader then
+    wakes once per batch, not once per event.
     """
 
     def _poll(self, shard: Shard) -> Event | None:
