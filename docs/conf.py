@@ -79,7 +79,18 @@ except ImportError:
     nitpick_ignore_regex.append((r"py:.*", r"gateway\.redis(\..*)?"))
     _REDIS = "Install ``gateway[redis]`` (and the module) to document ``gateway.redis``.\n"
 else:
-    _REDIS = ".. automodule:: gateway.redis\n"
+    _REDIS = """\
+.. automodule:: gateway.redis
+   :no-members:
+
+.. automodule:: gateway.redis.queue
+
+.. automodule:: gateway.redis.sessions
+
+.. automodule:: gateway.redis.streams
+
+.. automodule:: gateway.redis.client
+"""
 # Generated at each build (and ignored by git): the page exists with or without the extra.
 (ROOT / "docs" / "reference" / "redis.rst").write_text("Redis\n=====\n\n" + _REDIS)
 

@@ -26,12 +26,14 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import codec
 from .autoread import AUTO, ReadInterval
 from .cli import add_loop_argument, loop_name, run_on_loop
+from .close import CloseFrame
 from .config import Config
 from .errors import GatewayError, ReceiveMessageError
 from .events import Event, EventType, EventTypeFlags
@@ -41,6 +43,7 @@ from .queue import IDENTIFY_INTERVAL, InMemoryQueue
 from .session import SavedSession
 from .shard import Shard
 from .shard_id import ShardId
+from .state import ShardState
 from .stream import ShardEventStream, create_range, queue_for
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "ShardSpec",
     "parse_shards",
     "run",
+    "run_worker",
     "write_events",
 ]
 
@@ -231,8 +235,6 @@ async def run(
     """Run the shards, write events to ``out``; returns the exit status."""
     log.info("event loop: %s", loop_name())
     if redis is not None:
-        from .redis import run_worker
-
         return await run_worker(config, spec, wanted, fmt, limit, api_url, out, redis)
     shards = await _create(config, spec, wanted, api_url)
     stop = asyncio.Event()
@@ -299,6 +301,139 @@ def with_sessions(config: Config, saved: SavedSession | None) -> Config:
     if saved is None:
         return config
     return dataclasses.replace(config, session=saved.session, resume_url=saved.resume_url)
+
+
+# ---- the worker (python -m gateway run --redis URL) ------------------------------------------
+
+
+def _limit(bot: GatewayBot) -> dict[str, int]:
+    lim = bot.session_start_limit
+    return {
+        "total": lim.total,
+        "remaining": lim.remaining,
+        "reset_after": int(lim.reset_after * 1000),
+        "max_concurrency": lim.max_concurrency,
+    }
+
+
+async def run_worker(
+    config: Config,
+    spec: ShardSpec,
+    wanted: EventTypeFlags | None,
+    fmt: str,
+    limit: int | None,
+    api_url: str | None,
+    out: TextIO,
+    options: RedisOptions,
+) -> int:
+    """``python -m gateway run --redis URL [--publish]``: one worker of a cluster."""
+    from .redis import Publisher, RedisQueue, RedisSessionStore, close_for_handover, connect
+    from .redis.client import _retrying
+    from .redis.sessions import _keep_alive
+
+    client = connect(options.url)
+    config, bot = await _discover(config, wanted, api_url)
+    token = config.token
+
+    async def refresh() -> Mapping[str, Any]:
+        fresh = await get_gateway_bot(token, api_base_url=api_url or DEFAULT_API_BASE_URL)
+        return _limit(fresh)
+
+    if bot is not None:
+        lim = bot.session_start_limit
+        queue = RedisQueue(
+            client, token, max(1, lim.max_concurrency), lim.total,
+            min(lim.remaining, lim.total), lim.reset_after,
+            interval=options.identify_interval, refresh=refresh,
+        )  # fmt: skip
+    else:
+        queue = RedisQueue(client, token, 1, interval=options.identify_interval)
+    if bot is not None:  # this host's reading of the budget, merged into the shared one
+        reading = _limit(bot)
+        await _retrying(
+            "reading the identify budget waits", client, lambda: queue.sync_budget(reading)
+        )
+    numbers, total = shard_numbers(spec, bot)
+    store = RedisSessionStore(client, token, namespace=str(total), ttl=options.session_ttl)
+    saved: dict[int, SavedSession] = await _retrying(
+        "loading the saved sessions waits", client, lambda: store.load_many(numbers)
+    )
+    config = dataclasses.replace(config, queue=queue)
+    if not options.publish:
+        # The shard's own hook saves (on a cadence, on close(RESUME)) and deletes (when the
+        # session ends). Not with --publish: the publisher's checkpoint, committed with
+        # the XADDs, is the one to resume from; the shard's view can run ahead of it.
+        config = dataclasses.replace(
+            config, session_store=store, session_save_interval=options.save_every
+        )
+    shards = [Shard(ShardId(n, total), config=with_sessions(config, saved.get(n))) for n in numbers]
+    log.info(
+        "worker: shards %d-%d of %d: %d resume a saved session, %d identify",
+        numbers.start, numbers.stop - 1, total, len(saved), len(numbers) - len(saved),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    fatal: tuple[ShardId, str] | None = None
+    try:
+        if options.publish:
+            publishers = [
+                Publisher(
+                    shard,
+                    client,
+                    store,
+                    stream=options.stream,
+                    maxlen=options.maxlen,
+                    wanted=wanted,
+                    saved=saved.get(shard.id.number),
+                )
+                for shard in shards
+            ]
+            tasks = [asyncio.create_task(p.run()) for p in publishers]
+            everything = asyncio.gather(*tasks)
+            keeper = asyncio.create_task(_keep_alive(shards, store, options.save_every))
+            await asyncio.wait((everything, stopper), return_when=asyncio.FIRST_COMPLETED)
+            keeper.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(everything, return_exceptions=True)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            await close_for_handover(shards, store, publishers)
+            log.info("worker: published %d events", sum(p.published for p in publishers))
+        else:
+            stream = ShardEventStream(shards)
+            consumer = asyncio.create_task(write_events(stream, fmt, limit, out))
+            saver = asyncio.create_task(_keep_alive(shards, store, options.save_every))
+            try:
+                await asyncio.wait((consumer, stopper), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                saver.cancel()
+                consumer.cancel()
+                # It hands over the lines it holds (bounded) before it ends.
+                await asyncio.gather(consumer, return_exceptions=True)
+                await stream.aclose()
+            await close_for_handover(shards, store)
+            if not consumer.cancelled():
+                fatal = consumer.result()
+        for shard in shards:
+            if shard.state is ShardState.FATALLY_CLOSED:
+                await store.delete(shard.id.number)  # that session is gone for good
+                fatal = fatal or (shard.id, "fatally closed")
+    finally:
+        stopper.cancel()
+        # A crash above (a bug, or Redis refusing writes) still leaves resumable sessions.
+        left = [s for s in shards if s.state not in (ShardState.CLOSED, ShardState.FATALLY_CLOSED)]
+        await asyncio.gather(*(s.close(CloseFrame.RESUME) for s in left), return_exceptions=True)
+        await queue.aclose()
+    if fatal is not None:
+        print(f"error: shard {fatal[0]}: {fatal[1]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 class LineWriter:

@@ -320,7 +320,7 @@ async def test_publish_adds_each_session_sequence_once(client: Client) -> None:
     shard = Shard(ShardId.ONE, config=Config(TOKEN, gateway_url="ws://127.0.0.1:9"))
     pub = Publisher(shard, client, store, stream="s")
     pub._resume_url = "wss://r"
-    from gateway.redis import _Pending
+    from gateway.redis.streams import _Pending
 
     def batch(sid: str, seqs: range) -> list[_Pending]:
         return [(sid, s, "MESSAGE_CREATE", b'{"n":%d}' % s) for s in seqs]
