@@ -14,6 +14,8 @@ Clients, measured in the same run:
 - ``gateway-direct``: the same with ``Config(read_interval=0)``: always as data arrives;
 - ``gateway-batched``: the same with ``Config(read_interval=0.005)``: the loop's poller
   reads every shard's socket in one batch per 5 ms;
+- ``gateway-4ms``: always batched at the automatic mode's interval (``AUTO_INTERVAL``):
+  with ``gateway-direct``, where the automatic rule's crossover lies;
 - ``floor``: N bare ``gateway.transport.Connection``\\ s that identify once and then
   inflate and JSON-decode every message in the data callback: no shard, no task, no
   heartbeat logic (what any client must at least pay on this loop);
@@ -158,6 +160,12 @@ async def ours_batched(shards: int, url: str, seconds: float) -> dict[str, Any]:
     return await ours(shards, url, seconds, read_interval=0.005)
 
 
+async def ours_batched_auto_interval(shards: int, url: str, seconds: float) -> dict[str, Any]:
+    from gateway.autoread import AUTO_INTERVAL
+
+    return await ours(shards, url, seconds, read_interval=AUTO_INTERVAL)
+
+
 async def floor(
     shards: int, url: str, seconds: float, reader: bool = False, read_interval: float = 0.0
 ) -> dict[str, Any]:
@@ -258,6 +266,7 @@ CLIENTS = {
     "gateway-direct": ours_direct,
     "floor-batched": floor_batched,
     "gateway-batched": ours_batched,
+    "gateway-4ms": ours_batched_auto_interval,
     "hikari": hikari,
 }
 
