@@ -1,9 +1,9 @@
-"""``python -m gateway``: see :mod:`gateway.cli`."""
+"""``python -m gateway``: see :mod:`gateway.service.cli`."""
 
 from __future__ import annotations
 
 import sys
 
-from .cli import main
+from .service.cli import main
 
 sys.exit(main())

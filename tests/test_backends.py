@@ -131,7 +131,7 @@ def test_flag_with_bad_value(variable: str) -> None:
 
 
 def test_cli_prints_backends() -> None:
-    result = run_python("from gateway.cli import main; main(['backends', '--json'])")
+    result = run_python("from gateway.service.cli import main; main(['backends', '--json'])")
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)) == {"zlib", "json", "tls", "speedups", "zstd"}
 

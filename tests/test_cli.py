@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import child_env
-from gateway.runner import ShardSpec, parse_shards
+from gateway.service.run import ShardSpec, parse_shards
 from gateway.testing import GatewayEmulator
 
 TOKEN = "cli-test-token-never-printed"
@@ -166,7 +166,7 @@ async def test_demo_defaults_to_uvloop_when_installed() -> None:
 
 
 def test_uvloop_asked_for_but_missing_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.cli import run_on_loop
+    from gateway.service.cli import run_on_loop
 
     async def never() -> None:
         raise AssertionError("not run")

@@ -372,7 +372,7 @@ async def test_consume_reclaims_what_a_dead_consumer_left(client: Client) -> Non
 def test_run_rejects_bad_redis_flags(
     args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    from gateway.cli import main
+    from gateway.service.cli import main
 
     monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
     assert main(["run", "--intents", "GUILDS", *args]) == 2

@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ..config import Config
+from ..errors import ReceiveMessageError, ReceiveMessageErrorKind
+from ..events import Event, EventType
+from ..http import DEFAULT_API_BASE_URL
+from ..intents import Intents
+from ..shard import Shard
+from ..stream import ShardEventStream, create_recommended
 from .cli import add_loop_argument, loop_name, run_on_loop
-from .config import Config
-from .errors import ReceiveMessageError, ReceiveMessageErrorKind
-from .events import Event, EventType
-from .http import DEFAULT_API_BASE_URL
-from .intents import Intents
-from .shard import Shard
-from .stream import ShardEventStream, create_recommended
 
 __all__ = ["register", "run_demo"]
 
@@ -232,7 +232,7 @@ def _states(demo: Demo) -> str:
 
 
 async def _inject_faults(emulator: object, demo: Demo, every: float) -> None:
-    from .testing import GatewayEmulator
+    from ..testing import GatewayEmulator
 
     assert isinstance(emulator, GatewayEmulator)
     rng = random.Random(0)
@@ -270,7 +270,7 @@ async def run_demo(
             token, api, target = discord_token, DEFAULT_API_BASE_URL, "Discord"
             intents = Intents.all_non_privileged()
         else:
-            from .testing import GatewayEmulator
+            from ..testing import GatewayEmulator
 
             emulator = await stack.enter_async_context(GatewayEmulator(
                 shards=shards, guilds=3 * shards, max_concurrency=shards, heartbeat_interval=3.0,

@@ -56,7 +56,7 @@ def loop_name() -> str:
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
-    from . import backends
+    from .. import backends
 
     info = backends.describe()
     if args.json:
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .testing.cli import register
+    from ..testing.cli import register
 
     register(sub)
 
@@ -95,7 +95,7 @@ def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from .runner import register
+    from .run import register
 
     register(sub)
 

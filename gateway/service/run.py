@@ -30,21 +30,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from . import codec
-from .autoread import AUTO, ReadInterval
+from .. import codec
+from ..autoread import AUTO, ReadInterval
+from ..close import CloseFrame
+from ..config import Config
+from ..errors import GatewayError, ReceiveMessageError
+from ..events import Event, EventType, EventTypeFlags
+from ..http import DEFAULT_API_BASE_URL, GatewayBot, get_gateway_bot
+from ..intents import Intents
+from ..queue import IDENTIFY_INTERVAL, InMemoryQueue
+from ..session import SavedSession
+from ..shard import Shard
+from ..shard_id import ShardId
+from ..state import ShardState
+from ..stream import ShardEventStream, create_range, queue_for
 from .cli import add_loop_argument, loop_name, run_on_loop
-from .close import CloseFrame
-from .config import Config
-from .errors import GatewayError, ReceiveMessageError
-from .events import Event, EventType, EventTypeFlags
-from .http import DEFAULT_API_BASE_URL, GatewayBot, get_gateway_bot
-from .intents import Intents
-from .queue import IDENTIFY_INTERVAL, InMemoryQueue
-from .session import SavedSession
-from .shard import Shard
-from .shard_id import ShardId
-from .state import ShardState
-from .stream import ShardEventStream, create_range, queue_for
 
 __all__ = [
     "register",
@@ -327,9 +327,9 @@ async def run_worker(
     options: RedisOptions,
 ) -> int:
     """``python -m gateway run --redis URL [--publish]``: one worker of a cluster."""
-    from .redis import Publisher, RedisQueue, RedisSessionStore, close_for_handover, connect
-    from .redis.client import _retrying
-    from .redis.sessions import _keep_alive
+    from ..redis import Publisher, RedisQueue, RedisSessionStore, close_for_handover, connect
+    from ..redis.client import _retrying
+    from ..redis.sessions import _keep_alive
 
     client = connect(options.url)
     config, bot = await _discover(config, wanted, api_url)
