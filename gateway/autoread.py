@@ -37,6 +37,7 @@ __all__ = [
     "AUTO_START_RATE",
     "AUTO_STOP_RATE",
     "AutoReading",
+    "Batchable",
     "ReadInterval",
     "auto_reading",
     "check_read_interval",
