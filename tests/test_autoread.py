@@ -151,7 +151,7 @@ async def test_default_shards_batch_under_traffic_and_lose_nothing() -> None:
     """Shards with the default config, under enough traffic to batch: every event once,
     in order, while their connections move to the poller and back."""
     async with GatewayEmulator(shards=4, guilds=8, identify_window=0, max_concurrency=4,
-                               events_per_second=250, total_events=400) as emu:  # fmt: skip
+                               events_per_second=600, total_events=600) as emu:  # fmt: skip
         intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_MESSAGE_TYPING
         config = Config(TOKEN, intents, gateway_url=emu.url, queue=InMemoryQueue(0))
         assert config.read_interval == "auto"
@@ -169,7 +169,7 @@ async def test_default_shards_batch_under_traffic_and_lose_nothing() -> None:
                     seen[shard.id.number].append(item.sequence)
                 sessions = list(emu.sessions.values())
                 if len(sessions) == 4 and all(
-                    (s.seq >= 400 or not s.guilds) and seen[s.shard[0]][-1:] == [s.seq]
+                    (s.seq >= 600 or not s.guilds) and seen[s.shard[0]][-1:] == [s.seq]
                     for s in sessions
                 ):
                     break
