@@ -14,7 +14,7 @@ Clients, measured in the same run:
 - ``gateway-direct``: the same with ``Config(read_interval=0)``: always as data arrives;
 - ``gateway-batched``: the same with ``Config(read_interval=0.005)``: the loop's poller
   reads every shard's socket in one batch per 5 ms;
-- ``gateway-4ms``: always batched at the automatic mode's interval (``AUTO_INTERVAL``):
+- ``gateway-auto-interval``: always batched at the automatic mode's interval (``AUTO_INTERVAL``):
   with ``gateway-direct``, where the automatic rule's crossover lies;
 - ``floor``: N bare ``gateway.transport.Connection``\\ s that identify once and then
   inflate and JSON-decode every message in the data callback: no shard, no task, no
@@ -266,7 +266,7 @@ CLIENTS = {
     "gateway-direct": ours_direct,
     "floor-batched": floor_batched,
     "gateway-batched": ours_batched,
-    "gateway-4ms": ours_batched_auto_interval,
+    "gateway-auto-interval": ours_batched_auto_interval,
     "hikari": hikari,
 }
 
