@@ -100,11 +100,17 @@ class AutoReading:
     """The ``"auto"`` connections of one event loop, and whether they batch now."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak, and no timer handle kept (a handle holds its loop): the registry maps loops
+        # weakly to their group, so the group must not keep its loop alive. The loop's own
+        # scheduled count keeps the group while it counts.
+        self._loop = weakref.ref(loop)
         # Each member, with what it had received at the last count (ordered: switched in
         # joining order).
         self._members: dict[Batchable, int] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        #: Whether a count is scheduled; ``_round`` tells a stale one (counting stopped and
+        #: started again before it ran) to do nothing.
+        self.counting = False
+        self._round = 0
         #: Whether the members read in batches now.
         self.batching = False
         #: Messages per second at the last count.
@@ -113,6 +119,11 @@ class AutoReading:
     def __len__(self) -> int:
         return len(self._members)
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        assert loop is not None  # called by the loop, or by its connections
+        return loop
+
     def join(self, member: Batchable) -> None:
         """A connection opened: it reads as the others do."""
         if member in self._members:
@@ -120,8 +131,10 @@ class AutoReading:
         self._members[member] = member.received
         if self.batching:
             member.batch(AUTO_INTERVAL)
-        if self._timer is None and len(self._members) >= AUTO_MIN_CONNECTIONS:
-            self._timer = self._loop.call_later(AUTO_WINDOW, self._count)
+        if not self.counting and len(self._members) >= AUTO_MIN_CONNECTIONS:
+            self.counting = True
+            self._round += 1
+            self._running_loop().call_later(AUTO_WINDOW, self._count, self._round)
 
     def leave(self, member: Batchable) -> None:
         """A connection ended (it stops reading by itself)."""
@@ -130,14 +143,12 @@ class AutoReading:
         del self._members[member]  # what it received since the last count goes with it
         if len(self._members) < AUTO_MIN_CONNECTIONS:
             self._switch(False)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self.counting = False
 
-    def _count(self) -> None:
-        self._timer = None
-        if len(self._members) < AUTO_MIN_CONNECTIONS:
-            return
+    def _count(self, round_: int | None = None) -> None:
+        """Count the window just ended and decide (``round_``: the scheduled count's)."""
+        if round_ is not None and round_ != self._round or not self.counting:
+            return  # stale: counting stopped (and maybe started again) since it was set
         members = self._members
         received = 0
         for member, before in members.items():
@@ -145,7 +156,8 @@ class AutoReading:
             members[member] = member.received
         self.rate = received / AUTO_WINDOW
         self._switch(should_batch(self.batching, len(self._members), self.rate))
-        self._timer = self._loop.call_later(AUTO_WINDOW, self._count)
+        if round_ is not None:
+            self._running_loop().call_later(AUTO_WINDOW, self._count, round_)
 
     def _switch(self, batching: bool) -> None:
         if batching is self.batching:

@@ -4,6 +4,8 @@ switch between the two reading modes mid-stream without losing or reordering an 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -68,9 +70,9 @@ async def test_the_group_switches_its_members_on_the_rate_and_the_count() -> Non
     a, b = Member(), Member()
     group.join(a)
     group._count()  # one member: no count, no switch
-    assert not group.batching and group._timer is None
+    assert not group.batching and not group.counting
     group.join(b)
-    assert group._timer is not None  # two: counting
+    assert group.counting  # two: counting
     a.received += int(AUTO_START_RATE * autoread.AUTO_WINDOW)
     group._count()
     assert group.batching and a.intervals == [AUTO_INTERVAL] and b.intervals == [AUTO_INTERVAL]
@@ -90,7 +92,7 @@ async def test_the_group_switches_its_members_on_the_rate_and_the_count() -> Non
     group._count()
     assert group.batching
     group.leave(c)  # one left: back to reading as data arrives, counting stops
-    assert not group.batching and b.intervals[-1] == 0.0 and group._timer is None
+    assert not group.batching and b.intervals[-1] == 0.0 and not group.counting
 
 
 async def test_connections_batch_under_traffic_and_stop_when_it_ends() -> None:
@@ -184,3 +186,21 @@ async def test_default_shards_batch_under_traffic_and_lose_nothing() -> None:
         await asyncio.gather(*(s.close() for s in shards))
         assert len(group) == 0
         assert not emu.violations
+
+
+@pytest.mark.asyncio(loop_factories=None)
+async def test_the_registry_does_not_keep_a_loop_alive() -> None:
+    """A loop that is gone takes its group with it (the registry maps loops weakly; a group
+    holding its loop strongly would keep every finished loop, and its group, forever)."""
+
+    def make() -> weakref.ref[asyncio.AbstractEventLoop]:
+        loop = asyncio.new_event_loop()
+        group = auto_reading(loop)
+        group.join(Member())
+        group.join(Member())  # counting: a timer on that loop
+        loop.close()
+        return weakref.ref(loop)
+
+    gone = make()
+    gc.collect()
+    assert gone() is None
