@@ -147,7 +147,7 @@ class AutoReading:
 
     def _count(self, round_: int | None = None) -> None:
         """Count the window just ended and decide (``round_``: the scheduled count's)."""
-        if round_ is not None and round_ != self._round or not self.counting:
+        if (round_ is not None and round_ != self._round) or not self.counting:
             return  # stale: counting stopped (and maybe started again) since it was set
         members = self._members
         received = 0
