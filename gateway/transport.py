@@ -401,11 +401,17 @@ class Connection(asyncio.Protocol):
             return
         view = memoryview(data)
         for start in range(0, len(data), TLS_FEED):
-            transport = self._transport
-            if transport is None or transport.is_closing():
+            if self._transport is None or self._done_reading():
                 return  # failed or closed by what came before
             incoming.write(view[start : start + TLS_FEED])
             self._tls_step()
+
+    def _done_reading(self) -> bool:
+        """Nothing more is to be read: the connection failed, the stream is broken, or a
+        close frame came. (Not ``transport.is_closing()``: in ``connection_lost`` the
+        transport is closing while what the kernel still holds is read.)
+        """
+        return self._error is not None or self._reader.error is not None or self._close_frame
 
     def _tls_step(self) -> None:
         if not self._tls_done:
@@ -699,12 +705,20 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket") if transport is not None else None
         if transport is None or sock is None:
             return
-        if poller_for(self._loop, self._read_interval) is None:
-            return  # this platform reads as data arrives
+        try:
+            if poller_for(self._loop, self._read_interval) is None:
+                return  # this platform reads as data arrives
+        except OSError as exc:  # its selector needs a descriptor (EMFILE)
+            log.warning("batched reading unavailable (%s): reading as data arrives", exc)
+            return
         self._fd = sock.fileno()
         try:
             self._poll_on()  # even if paused: a loop that cannot watch the poller says so now
         except NotImplementedError:  # (no add_reader): the transport goes on reading
+            self._fd = -1
+            return
+        except OSError as exc:  # no descriptor for a poller's selector (EMFILE): the same
+            log.warning("batched reading unavailable (%s): reading as data arrives", exc)
             self._fd = -1
             return
         transport.pause_reading()
@@ -738,18 +752,24 @@ class Connection(asyncio.Protocol):
         """
         if not self._open or self.closed or self._close_sent or self._lost.done():
             return  # closing: its reading is settled
+        if self._done_reading() or self._transport is None or self._transport.is_closing():
+            return  # failed or failing: the poller must not read a dead stream again
         if interval:
             if not self._polled:
                 self._read_interval = interval
                 self._start_polling()
             return
         if self._polled:
-            self._stop_polling()
-            self._polled = False
-            self._read_interval = 0.0
-            transport = self._transport
-            if transport is not None and not self._paused and self._reader.error is None:
-                transport.resume_reading()
+            self._unpoll()
+
+    def _unpoll(self) -> None:
+        """Back from the poller to the transport's own reading."""
+        self._stop_polling()
+        self._polled = False
+        self._read_interval = 0.0
+        transport = self._transport
+        if transport is not None and not self._paused and self._reader.error is None:
+            transport.resume_reading()
 
     def _stop_reading(self) -> None:
         if self._polled:
@@ -759,7 +779,11 @@ class Connection(asyncio.Protocol):
 
     def _start_reading(self) -> None:
         if self._polled:
-            self._poll_on()
+            try:
+                self._poll_on()
+            except OSError as exc:  # the poller closed meanwhile and cannot be made again
+                log.warning("batched reading unavailable (%s): reading as data arrives", exc)
+                self._unpoll()
         elif self._transport is not None:
             self._transport.resume_reading()
 
@@ -781,8 +805,8 @@ class Connection(asyncio.Protocol):
             if not data:
                 return
             self.data_received(data)
-            if len(data) < READ_SIZE or self._error is not None:
-                return
+            if len(data) < READ_SIZE or self._done_reading() or self._poller is None:
+                return  # drained, failed, or the shard paused reading meanwhile
 
     def _poll_read(self) -> bool:
         """The poller found the socket readable: read it once, as the transport would;

@@ -74,7 +74,8 @@ class Client:
         kw.setdefault("timeout", 10)
         kw.setdefault("read_interval", self.read_interval)
         self.conn = await Connection.open(url, ssl=certs.client, on_data=self.on_data, **kw)
-        assert self.conn._polled is bool(kw["read_interval"])  # the poller reads, if asked
+        batched = kw["read_interval"] not in (0, "auto")  # auto: not until the group says
+        assert self.conn._polled is batched  # the poller reads, if asked
         return self.conn
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 10) -> None:
@@ -592,6 +593,7 @@ async def test_what_came_before_a_reset_is_read_when_batched(
 
     async def handler(ws: ServerConnection) -> None:
         await ws.recv()  # the client's socket is with the poller by now
+        await ws.send("x" * 40_000)  # over wss: more than one TLS feed (16 KiB) in a read
         await ws.send("last words")
         sock = ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -611,4 +613,28 @@ async def test_what_came_before_a_reset_is_read_when_batched(
                 if conn.closed:
                     break
         await client.until(lambda: conn.closed)
-        assert client.take() == [b"last words"]
+        assert client.take() == [b"x" * 40_000, b"last words"]
+
+
+async def test_a_broken_stream_is_not_handed_to_the_poller(
+    scheme: str, certs: SimpleNamespace
+) -> None:
+    """After a framing error nothing more is read: switching the connection to batched
+    reading (as ``"auto"`` may) must not read the dead stream again."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        ws.transport.write(b"\x83\x00")  # opcode 3: reserved (plain TCP only)
+        await ws.wait_closed()
+
+    client = Client()
+    async with server(handler, scheme, certs) as url:
+        conn = await client.open(url, certs, read_interval="auto")
+        if scheme == "wss":
+            pytest.skip("a raw frame cannot be slipped into the server's TLS stream")
+        conn.send("go")
+        await client.until(lambda: conn.messages)
+        assert [type(m).__name__ for m in conn.messages] == ["FrameError"]
+        conn.batch(0.003)
+        assert not conn._polled and conn._poller is None  # no poller reads it again
+        conn.abort()
