@@ -11,10 +11,12 @@ or for a few quiet ones.
 Every connection of a loop opened with ``"auto"`` joins that loop's :class:`AutoReading`
 once its websocket is open. Once a second it counts the messages its connections received
 (a count that does not depend on how they are read, so switching cannot feed back into
-it); batching starts when at least ``AUTO_MIN_CONNECTIONS`` connections together receive at
-least ``AUTO_START_RATE`` messages a second, and stops when they receive fewer than
-``AUTO_STOP_RATE`` (a gap between the two, so a rate near the line does not flip every
-second) or fewer connections remain.
+it). Batching starts when at least ``AUTO_MIN_CONNECTIONS`` connections receive at least
+``AUTO_START_RATE`` messages a second together, the busiest one left out (one firehose
+beside idle shards gains nothing: a tick would find one socket), and stops when they
+receive fewer than ``AUTO_STOP_RATE`` (a gap between the two, so a rate near the line does
+not flip every second) or fewer connections remain. Messages are every websocket message:
+heartbeat ACKs and dispatches that ``Config.event_types`` leaves out count too.
 Switching moves a socket between the loop's selector and the poller without losing a byte
 (the kernel holds what arrives meanwhile). While batching, the interval is
 ``AUTO_INTERVAL``: the added latency is at most that plus the batch's own processing. The
@@ -25,6 +27,7 @@ chosen by itself").
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Final, Literal, Protocol
 
@@ -64,6 +67,8 @@ AUTO_STOP_RATE = 600
 #: Seconds between two counts.
 AUTO_WINDOW = 1.0
 
+log = logging.getLogger(__name__)
+
 
 def check_read_interval(value: object) -> None:
     """Raise ValueError unless ``value`` is a ``read_interval``: :data:`AUTO`, or seconds
@@ -88,8 +93,10 @@ class Batchable(Protocol):
 
 
 def should_batch(batching: bool, connections: int, rate: float) -> bool:
-    """The rule: whether a loop's ``connections`` auto connections, which received ``rate``
-    messages a second together, batch for the next window (``batching``: they do now).
+    """The rule: whether a loop's ``connections`` auto connections batch for the next
+    window (``batching``: they do now). ``rate`` is the messages a second they received
+    together, leaving out the busiest one: batching pays when a tick finds several sockets
+    with data, which one firehose beside idle shards does not make.
     """
     if connections < AUTO_MIN_CONNECTIONS:
         return False
@@ -104,16 +111,18 @@ class AutoReading:
         # weakly to their group, so the group must not keep its loop alive. The loop's own
         # scheduled count keeps the group while it counts.
         self._loop = weakref.ref(loop)
-        # Each member, with what it had received at the last count (ordered: switched in
-        # joining order).
-        self._members: dict[Batchable, int] = {}
+        # Each member, with what it had received at the last count. Weak: a connection
+        # whose loop was closed under it (no connection_lost) must not stay, nor keep the
+        # loop, through the registry. Ordered: switched in joining order.
+        self._members: weakref.WeakKeyDictionary[Batchable, int] = weakref.WeakKeyDictionary()
         #: Whether a count is scheduled; ``_round`` tells a stale one (counting stopped and
         #: started again before it ran) to do nothing.
         self.counting = False
         self._round = 0
+        self._since = 0.0  # loop time of the last count (or of the start of counting)
         #: Whether the members read in batches now.
         self.batching = False
-        #: Messages per second at the last count.
+        #: Messages per second at the last count, the busiest member left out.
         self.rate = 0.0
 
     def __len__(self) -> int:
@@ -130,34 +139,50 @@ class AutoReading:
             return
         self._members[member] = member.received
         if self.batching:
-            member.batch(AUTO_INTERVAL)
+            self._batch(member, AUTO_INTERVAL)
         if not self.counting and len(self._members) >= AUTO_MIN_CONNECTIONS:
-            self.counting = True
-            self._round += 1
-            self._running_loop().call_later(AUTO_WINDOW, self._count, self._round)
+            self._start_counting()
 
     def leave(self, member: Batchable) -> None:
         """A connection ended (it stops reading by itself)."""
-        if member not in self._members:
+        if self._members.pop(member, None) is None:  # what it received since goes with it
             return
-        del self._members[member]  # what it received since the last count goes with it
         if len(self._members) < AUTO_MIN_CONNECTIONS:
             self._switch(False)
             self.counting = False
+
+    def _start_counting(self) -> None:
+        # Every window counts from now: what a member received while nobody counted (alone
+        # for an hour, or while the others reconnected) is no burst.
+        for member in list(self._members):
+            self._members[member] = member.received
+        loop = self._running_loop()
+        self._since = loop.time()
+        self.counting = True
+        self._round += 1
+        loop.call_later(AUTO_WINDOW, self._count, self._round)
 
     def _count(self, round_: int | None = None) -> None:
         """Count the window just ended and decide (``round_``: the scheduled count's)."""
         if (round_ is not None and round_ != self._round) or not self.counting:
             return  # stale: counting stopped (and maybe started again) since it was set
-        members = self._members
-        received = 0
-        for member, before in members.items():
-            received += member.received - before
-            members[member] = member.received
-        self.rate = received / AUTO_WINDOW
-        self._switch(should_batch(self.batching, len(self._members), self.rate))
-        if round_ is not None:
-            self._running_loop().call_later(AUTO_WINDOW, self._count, round_)
+        loop = self._running_loop()
+        try:
+            now = loop.time()
+            # The real window: a late timer (a stalled loop) must not inflate the rate.
+            window = max(now - self._since, AUTO_WINDOW) if round_ is not None else AUTO_WINDOW
+            self._since = now
+            members = self._members
+            counts = []
+            for member, before in list(members.items()):
+                counts.append(member.received - before)
+                members[member] = member.received
+            counts.sort()
+            self.rate = sum(counts[:-1]) / window
+            self._switch(should_batch(self.batching, len(counts), self.rate))
+        finally:  # whatever happened, the next window is counted
+            if round_ is not None:
+                loop.call_later(AUTO_WINDOW, self._count, round_)
 
     def _switch(self, batching: bool) -> None:
         if batching is self.batching:
@@ -165,7 +190,15 @@ class AutoReading:
         self.batching = batching
         interval = AUTO_INTERVAL if batching else 0.0
         for member in list(self._members):
+            self._batch(member, interval)
+
+    @staticmethod
+    def _batch(member: Batchable, interval: float) -> None:
+        """Switch one member; one that fails is logged, and the others still switch."""
+        try:
             member.batch(interval)
+        except Exception:
+            log.exception("switching a connection's reading mode failed")
 
 
 _groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AutoReading] = (

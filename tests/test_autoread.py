@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 import gateway.autoread as autoread
+import gateway.shard
 from conftest import LOOPS
 from gateway import Config, Event, InMemoryQueue, Intents, ShardEventStream, create_range
 from gateway.autoread import (
@@ -56,12 +57,21 @@ async def test_read_interval_accepts_auto_and_seconds_only() -> None:
 
 
 class Member:
-    def __init__(self) -> None:
+    """A connection as the group sees it (holding its loop, as a Connection does)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, fail: bool = False) -> None:
         self.received = 0
         self.intervals: list[float] = []
+        self.loop = loop
+        self.fail = fail
 
     def batch(self, interval: float) -> None:
+        if self.fail:
+            raise OSError("EMFILE")
         self.intervals.append(interval)
+
+
+WINDOW = int(AUTO_START_RATE * autoread.AUTO_WINDOW)  # a window's worth at the start rate
 
 
 async def test_the_group_switches_its_members_on_the_rate_and_the_count() -> None:
@@ -73,13 +83,15 @@ async def test_the_group_switches_its_members_on_the_rate_and_the_count() -> Non
     assert not group.batching and not group.counting
     group.join(b)
     assert group.counting  # two: counting
-    a.received += int(AUTO_START_RATE * autoread.AUTO_WINDOW)
+    a.received += WINDOW
+    b.received += WINDOW
     group._count()
     assert group.batching and a.intervals == [AUTO_INTERVAL] and b.intervals == [AUTO_INTERVAL]
     c = Member()
     group.join(c)  # joins batching
     assert c.intervals == [AUTO_INTERVAL]
-    b.received += int(AUTO_STOP_RATE * autoread.AUTO_WINDOW)  # in the gap: stays
+    b.received += AUTO_STOP_RATE  # in the gap: stays (the busiest, a, left out)
+    a.received += AUTO_STOP_RATE
     group._count()
     assert group.batching
     group._count()  # nothing received
@@ -88,11 +100,66 @@ async def test_the_group_switches_its_members_on_the_rate_and_the_count() -> Non
     group.leave(a)  # what a member that left received is not counted
     group._count()
     assert not group.batching and group.rate == 0
-    c.received += int(AUTO_START_RATE * autoread.AUTO_WINDOW)
+    b.received += WINDOW
+    c.received += WINDOW
     group._count()
     assert group.batching
     group.leave(c)  # one left: back to reading as data arrives, counting stops
     assert not group.batching and b.intervals[-1] == 0.0 and not group.counting
+
+
+async def test_one_firehose_beside_idle_shards_does_not_batch() -> None:
+    """A tick would find one socket with data: the busiest member is left out of the rate."""
+    group = AutoReading(asyncio.get_running_loop())
+    hose, idle, quiet = Member(), Member(), Member()
+    for member in (hose, idle, quiet):
+        group.join(member)
+    hose.received += 50 * WINDOW
+    quiet.received += 10
+    group._count()
+    assert not group.batching and group.rate == 10 / autoread.AUTO_WINDOW
+
+
+async def test_what_a_member_received_before_counting_started_is_no_burst() -> None:
+    """Alone for a long time (nobody counts), then a second connection: the first count
+    covers only the window since counting started."""
+    group = AutoReading(asyncio.get_running_loop())
+    old, new = Member(), Member()
+    group.join(old)
+    old.received += 3600 * 100  # an hour at 100 messages/s
+    group.join(new)
+    assert group._members[old] == old.received  # its window starts now
+    new.received += 5
+    old.received += 100
+    group._count()
+    assert not group.batching and group.rate == 5 / autoread.AUTO_WINDOW
+    group.leave(new)  # and again after the other left and came back
+    old.received += 10 * WINDOW
+    group.join(new)
+    group._count()
+    assert not group.batching and group.rate == 0
+
+
+async def test_a_member_that_fails_to_switch_leaves_the_others_and_the_counting_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    group = auto_reading(asyncio.get_running_loop())
+    broken, a, b = Member(fail=True), Member(), Member()
+    for member in (broken, a, b):
+        group.join(member)
+    for member in (broken, a, b):
+        member.received += WINDOW
+    async with asyncio.timeout(5):  # the scheduled counts (0.2 s windows) switch them
+        while not a.intervals:
+            await asyncio.sleep(0.05)
+    assert group.batching and a.intervals == b.intervals == [AUTO_INTERVAL]
+    assert "switching a connection's reading mode failed" in caplog.text
+    async with asyncio.timeout(5):  # counting went on: quiet switches them back
+        while group.batching:
+            await asyncio.sleep(0.05)
+    assert a.intervals == [AUTO_INTERVAL, 0.0]
+    for member in (broken, a, b):
+        group.leave(member)
 
 
 async def test_connections_batch_under_traffic_and_stop_when_it_ends() -> None:
@@ -149,9 +216,12 @@ async def test_connections_batch_under_traffic_and_stop_when_it_ends() -> None:
         assert len(group) == 0
 
 
-async def test_default_shards_batch_under_traffic_and_lose_nothing() -> None:
+async def test_default_shards_batch_under_traffic_and_lose_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Shards with the default config, under enough traffic to batch: every event once,
     in order, while their connections move to the poller and back."""
+    monkeypatch.setattr(gateway.shard, "Connection", Connection)  # auto, whatever the env says
     async with GatewayEmulator(shards=4, guilds=8, identify_window=0, max_concurrency=4,
                                events_per_second=600, total_events=600) as emu:  # fmt: skip
         intents = Intents.GUILDS | Intents.GUILD_MESSAGES | Intents.GUILD_MESSAGE_TYPING
@@ -193,14 +263,18 @@ async def test_the_registry_does_not_keep_a_loop_alive() -> None:
     """A loop that is gone takes its group with it (the registry maps loops weakly; a group
     holding its loop strongly would keep every finished loop, and its group, forever)."""
 
+    members: list[Member] = []  # kept: like connections a bot never closed
+
     def make() -> weakref.ref[asyncio.AbstractEventLoop]:
         loop = asyncio.new_event_loop()
         group = auto_reading(loop)
-        group.join(Member())
-        group.join(Member())  # counting: a timer on that loop
-        loop.close()
+        for _ in range(2):
+            members.append(Member(loop))
+            group.join(members[-1])  # two: counting, a timer on that loop
+        loop.close()  # with its connections still members (no connection_lost)
         return weakref.ref(loop)
 
     gone = make()
+    members.clear()
     gc.collect()
     assert gone() is None

@@ -56,7 +56,7 @@ async def test_demo_with_faults_heals() -> None:
     assert re.search(r"resumes [1-9]", out), out
 
 
-@pytest.mark.parametrize("read_interval", ["0", "0.005"])
+@pytest.mark.parametrize("read_interval", ["auto", "0", "0.005"])
 async def test_run_writes_json_lines_of_the_wanted_events(read_interval: str) -> None:
     async with GatewayEmulator(tokens=[TOKEN], events_per_second=500, guilds=4) as emu:
         code, out, err = await gateway_cli(
